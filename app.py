@@ -1,0 +1,18 @@
+"""The ML Models control plane: a Chalice app. It wires blueprints; the logic lives in chalicelib."""
+from chalice import Chalice
+
+from chalicelib.api import ml_models, ontologies, storage_configs
+from chalicelib.api.http import guard_request
+from chalicelib.config import MAX_BODY_BYTES
+
+app = Chalice(app_name="ml-models")
+app.debug = False  # error bodies never carry tracebacks; they are logged instead
+
+app.register_blueprint(ml_models.bp)
+app.register_blueprint(ontologies.bp)
+app.register_blueprint(storage_configs.bp)
+
+
+@app.middleware("http")
+def json_errors_and_limits(event, get_response):
+    return guard_request(event, get_response, MAX_BODY_BYTES)

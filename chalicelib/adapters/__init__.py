@@ -1,0 +1,1 @@
+"""One adapter per external system; callers never see boto3 dicts or vendor exceptions."""

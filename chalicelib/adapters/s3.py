@@ -1,0 +1,95 @@
+"""S3 adapter: the few things the control plane asks of S3, in domain terms."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from chalicelib.errors import InvalidInput
+
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class S3Object:
+    key: str
+    size: int
+    etag: str
+
+
+def parse_s3_uri(uri: Any, field: str = "uri") -> S3Location:
+    if not isinstance(uri, str) or not uri:
+        raise InvalidInput(f"{field} must be a string like s3://bucket/prefix", field=field)
+    match = S3_URI.match(uri)
+    if not match:
+        raise InvalidInput(f"{field} must look like s3://bucket/prefix (got '{uri}')", field=field)
+    return S3Location(match["bucket"], match["prefix"] or "")
+
+
+class S3Store:
+    """Reads object listings and byte ranges. The boto3 client is created on first use."""
+
+    def __init__(self, client_factory: Callable[[], Any]) -> None:
+        self._client_factory = client_factory
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def list_objects(self, location: S3Location, max_objects: int = 1000) -> list[S3Object]:
+        from botocore.exceptions import ClientError
+
+        objects: list[S3Object] = []
+        kwargs = {"Bucket": location.bucket, "Prefix": location.prefix}
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(**kwargs, PaginationConfig={"MaxItems": max_objects}):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue
+                    objects.append(S3Object(obj["Key"], obj["Size"], obj.get("ETag", "").strip('"')))
+        except ClientError as exc:
+            raise InvalidInput(_explain(exc, location), field="uri") from exc
+        return objects
+
+    def read_range(self, location: S3Location, key: str, start: int, end: int) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=location.bucket, Key=key, Range=f"bytes={start}-{end}")
+            return response["Body"].read()
+        except ClientError as exc:
+            raise InvalidInput(_explain(exc, location), field="uri") from exc
+
+    def check_readable(self, location: S3Location) -> int:
+        """Raise InvalidInput unless the location can be listed and its first object read.
+
+        Returns how many objects were seen (an empty prefix is readable; training
+        on it will fail later with a clear reason).
+        """
+        objects = self.list_objects(location, max_objects=1000)
+        if objects:
+            self.read_range(location, objects[0].key, 0, 0)
+        return len(objects)
+
+
+def _explain(exc: Exception, location: S3Location) -> str:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    if code == "NoSuchBucket":
+        return f"bucket '{location.bucket}' does not exist"
+    if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        return f"{location.uri} is not readable by the service (access denied)"
+    return f"{location.uri} could not be read ({code or exc})"

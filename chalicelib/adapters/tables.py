@@ -1,0 +1,178 @@
+"""DynamoDB schema, declared with PynamoDB. Schema only: behaviour lives in the repositories.
+
+Table names and the endpoint are bound at run time from `Settings` (`bind_tables`);
+runtime code never creates tables (only `scripts/local_stack.py` and tests do).
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+
+
+class ProjectIndex(GlobalSecondaryIndex):
+    """Records of one project, newest first (Query with scan_index_forward=False)."""
+
+    class Meta:
+        index_name = "project_id-created_at-index"
+        projection = AllProjection()
+
+    project_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class ModelOntologyIndex(GlobalSecondaryIndex):
+    """Which models reference an ontology (guards ontology deletion)."""
+
+    class Meta:
+        index_name = "ontology_id-index"
+        projection = KeysOnlyProjection()
+
+    ontology_id = UnicodeAttribute(hash_key=True)
+
+
+class MlModelTable(Model):
+    class Meta:
+        table_name = "ml-models"
+
+    id = UnicodeAttribute(hash_key=True)
+    project_id = UnicodeAttribute()
+    ontology_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    type = UnicodeAttribute()
+    status = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+    training_config = JSONAttribute(default=dict)
+    metadata = JSONAttribute(default=dict)
+    training_metrics = JSONAttribute(default=dict)
+    performance_metrics = JSONAttribute(default=dict)
+    model_artifact_path = UnicodeAttribute(default="")
+    training_task_id = UnicodeAttribute(default="")
+    is_recommended = BooleanAttribute(default=False)
+    recommendation_score = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    trained_at = UnicodeAttribute(null=True)
+    # How many training runs were ever started: the next run's version number.
+    runs_started = NumberAttribute(default=0)
+    lock_version = VersionAttribute()
+
+    project_index = ProjectIndex()
+    ontology_index = ModelOntologyIndex()
+
+
+class OntologyTable(Model):
+    class Meta:
+        table_name = "ml-ontologies"
+
+    id = UnicodeAttribute(hash_key=True)
+    project_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    content = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    lock_version = VersionAttribute()
+
+    project_index = ProjectIndex()
+
+
+class StorageConfigTable(Model):
+    class Meta:
+        table_name = "ml-storage-configs"
+
+    id = UnicodeAttribute(hash_key=True)
+    project_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    ontology_id = UnicodeAttribute(null=True)
+    uri = UnicodeAttribute()
+    format = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    lock_version = VersionAttribute()
+
+    project_index = ProjectIndex()
+
+
+class RunsByModelIndex(GlobalSecondaryIndex):
+    """Runs of one model, newest (highest version) first."""
+
+    class Meta:
+        index_name = "model_id-version-index"
+        projection = AllProjection()
+
+    model_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+
+
+class TrainingRunTable(Model):
+    class Meta:
+        table_name = "ml-training-runs"
+
+    run_id = UnicodeAttribute(hash_key=True)
+    model_id = UnicodeAttribute()
+    project_id = UnicodeAttribute()
+    version = NumberAttribute()
+    model_type = UnicodeAttribute()
+    status = UnicodeAttribute()
+    status_history = JSONAttribute(default=list)
+    training_config = JSONAttribute(default=dict)
+    storage_ids = JSONAttribute(default=list)
+    storage_uris = JSONAttribute(default=list)
+    job_name = UnicodeAttribute(default="")
+    previous_model_status = UnicodeAttribute(default="draft")
+    failure_reason = UnicodeAttribute(default="")
+    model_artifact_path = UnicodeAttribute(default="")
+    performance_metrics = JSONAttribute(default=dict)
+    training_metrics = JSONAttribute(default=dict)
+    callback_token_hash = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    lock_version = VersionAttribute()
+
+    model_index = RunsByModelIndex()
+
+
+class RecommendationTable(Model):
+    """The last recommendation per project and ontology."""
+
+    class Meta:
+        table_name = "ml-recommendations"
+
+    project_id = UnicodeAttribute(hash_key=True)
+    ontology_id = UnicodeAttribute(range_key=True)
+    recommended_type = UnicodeAttribute()
+    score = NumberAttribute()
+    result = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+
+
+ALL_TABLES: dict[str, type[Model]] = {
+    "models": MlModelTable,
+    "ontologies": OntologyTable,
+    "storage_configs": StorageConfigTable,
+    "training_runs": TrainingRunTable,
+    "recommendations": RecommendationTable,
+}
+
+
+def bind_tables(settings: Settings) -> None:
+    """Point every table class at the stage's table names, region and endpoint."""
+    names = settings.table_names()
+    for key, table in ALL_TABLES.items():
+        table.Meta.table_name = names[key]
+        table.Meta.region = settings.region
+        table.Meta.host = settings.aws_endpoint_url
+        # PynamoDB caches its connection on first use; drop it so the new binding takes effect.
+        table._connection = None
+        for index in table._indexes.values() if hasattr(table, "_indexes") else ():
+            index._connection = None

@@ -1,0 +1,1 @@
+"""The rules of the control plane. Plain classes that receive their dependencies; no Chalice here."""

@@ -1,0 +1,135 @@
+"""ML model records: create, read, list, update (with the status state machine), delete."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord
+from chalicelib.errors import Conflict, InvalidInput
+from chalicelib.services import validation as v
+from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+
+# Status changes a user may make through PUT. `training`, and `trained`/`failed`
+# coming out of training, are set only by the training flow.
+USER_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("deprecated", "archived"),
+    "training": (),
+    "trained": ("degraded", "deprecated", "archived"),
+    "degraded": ("trained", "deprecated", "archived"),
+    "failed": ("deprecated", "archived", "draft"),
+    "deprecated": ("archived", "draft"),
+    "archived": ("draft",),
+}
+
+CREATE_FIELDS = ("project_id", "ontology_id", "name", "description", "type", "training_config", "metadata")
+UPDATE_FIELDS = ("name", "description", "status", "training_metrics", "performance_metrics", "metadata")
+
+
+def check_transition(current: str, target: str) -> None:
+    if target == current:
+        return
+    allowed = USER_TRANSITIONS[current]
+    if target not in allowed:
+        targets = ", ".join(allowed) if allowed else "none (training ends by itself)"
+        raise Conflict(
+            f"cannot change status from {current} to {target}; allowed from {current}: {targets}",
+            field="status",
+            current_status=current,
+            allowed_statuses=list(allowed),
+        )
+
+
+class MlModelService:
+    def __init__(self, models: ModelRepository, ontologies: OntologyRepository,
+                 clock: Clock = utc_now, ids: IdFactory = new_id,
+                 recommendations: Any = None) -> None:
+        self.models = models
+        self.ontologies = ontologies
+        self.clock = clock
+        self.ids = ids
+        self.recommendations = recommendations
+
+    def public(self, record: dict[str, Any]) -> dict[str, Any]:
+        return self.models.public(record)
+
+    def create(self, body: Any) -> dict[str, Any]:
+        body = v.require_object(body)
+        v.reject_unknown(body, CREATE_FIELDS)
+        project_id = v.string(body, "project_id", required=True, max_len=v.MAX_ID)
+        ontology_id = v.string(body, "ontology_id", required=True, max_len=v.MAX_ID)
+        name = v.string(body, "name", required=True)
+        description = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
+        model_type = v.choice(body, "type", v.MODEL_TYPES, required=True)
+        config = v.training_config(body.get("training_config"), with_defaults=True)
+        metadata = v.json_object(body, "metadata") or {}
+        ontology = self.ontologies.find(ontology_id)
+        if ontology is None or ontology["project_id"] != project_id:
+            raise InvalidInput(f"ontology '{ontology_id}' does not exist in project '{project_id}'",
+                               field="ontology_id")
+        now = self.clock()
+        is_recommended, score = False, None
+        if self.recommendations is not None:
+            last = self.recommendations.find(project_id, ontology_id)
+            if last is not None and last["recommended_type"] == model_type:
+                is_recommended, score = True, last["score"]
+        record = {
+            "id": self.ids("model"), "project_id": project_id, "ontology_id": ontology_id,
+            "name": name, "description": description, "type": model_type, "status": "draft",
+            "version": 0, "training_config": config, "metadata": metadata,
+            "training_metrics": {}, "performance_metrics": {}, "model_artifact_path": "",
+            "training_task_id": "", "is_recommended": is_recommended, "recommendation_score": score,
+            "created_at": now, "updated_at": now, "trained_at": None,
+        }
+        return self.public(self.models.add(record))
+
+    def get(self, model_id: str) -> dict[str, Any]:
+        return self.public(self.models.get(model_id))
+
+    def list(self, project_id: str | None, limit: str | None, next_token: str | None) -> dict[str, Any]:
+        if not project_id:
+            raise InvalidInput("project_id query parameter is required", field="project_id")
+        items, token = self.models.list_by_project(project_id, v.limit(limit), next_token)
+        return {"models": [self.public(i) for i in items], "next_token": token}
+
+    def update(self, model_id: str, body: Any) -> dict[str, Any]:
+        body = v.require_object(body)
+        v.reject_unknown(body, UPDATE_FIELDS)
+        changes: dict[str, Any] = {}
+        if "name" in body:
+            changes["name"] = v.string(body, "name", required=True)
+        if "description" in body:
+            changes["description"] = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
+        status = v.choice(body, "status", v.STATUSES) if "status" in body else None
+        for name in ("training_metrics", "performance_metrics"):
+            if name in body:
+                changes[name] = v.finite_metrics(body[name], name)
+        patch = v.json_object(body, "metadata") if "metadata" in body else None
+        # Re-read and re-apply on a concurrent write: PUT is a patch, so the fresh
+        # state plus these changes is what the caller asked for.
+        for _ in range(RETRIES_ON_STALE):
+            current = self.models.get(model_id)
+            if status is not None:
+                check_transition(current["status"], status)
+            updated = {**current, **changes, "updated_at": self.clock()}
+            if status is not None:
+                updated["status"] = status
+            if patch is not None:
+                updated["metadata"] = v.merge_metadata(current["metadata"], patch)
+            try:
+                return self.public(self.models.replace(updated))
+            except StaleRecord:
+                continue
+        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+
+    def delete(self, model_id: str) -> None:
+        for _ in range(RETRIES_ON_STALE):
+            current = self.models.get(model_id)
+            if current["status"] == "training":
+                raise Conflict(f"model '{model_id}' is training; it cannot be deleted until training ends",
+                               field="status", current_status="training")
+            try:
+                # Conditional on the version read: a train request racing us makes this fail.
+                self.models.delete(current, condition=None)
+                return
+            except StaleRecord:
+                continue
+        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")

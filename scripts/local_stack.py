@@ -1,0 +1,157 @@
+"""The local stack behind `make run`: moto server as the embedded AWS, the data stores
+deployed from infra/'s CloudFormation template, and `chalice local` serving the API.
+
+    python -m scripts.local_stack            # API on :8080 (PORT), moto on :5000 (MOTO_PORT)
+    python -m scripts.local_stack --endpoint-url http://localhost:4566   # LocalStack instead
+
+Ctrl-C stops everything it started. Tests import `deploy_data_stores` and
+`start_api` to run the same stack on free ports.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "cloudformation" / "data-stores.yaml"
+STAGE = "local"
+BUCKET = "ml-models-artifacts-local"
+REGION = "us-east-1"
+
+# CloudFormation output → environment variable the app reads (chalicelib/config.py).
+OUTPUT_ENV = {
+    "ModelsTableName": "MODELS_TABLE",
+    "OntologiesTableName": "ONTOLOGIES_TABLE",
+    "StorageConfigsTableName": "STORAGE_CONFIGS_TABLE",
+    "TrainingRunsTableName": "TRAINING_RUNS_TABLE",
+    "RecommendationsTableName": "RECOMMENDATIONS_TABLE",
+    "WebSocketConnectionsTableName": "WS_CONNECTIONS_TABLE",
+    "ArtifactBucketName": "ARTIFACT_BUCKET",
+}
+
+log = logging.getLogger("local_stack")
+
+
+def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str = BUCKET,
+                       region: str = REGION) -> dict[str, str]:
+    """Deploy infra/cloudformation/data-stores.yaml (idempotently); return the app's env vars."""
+    import boto3
+
+    cfn = boto3.client("cloudformation", endpoint_url=endpoint_url, region_name=region)
+    name = f"ml-models-data-{stage}"
+    existing = {s["StackName"] for s in cfn.list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"]}
+    if name not in existing:
+        cfn.create_stack(
+            StackName=name,
+            TemplateBody=TEMPLATE.read_text(),
+            Parameters=[
+                {"ParameterKey": "Stage", "ParameterValue": stage},
+                {"ParameterKey": "ArtifactBucketName", "ParameterValue": bucket},
+            ],
+        )
+        cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
+    env = {OUTPUT_ENV[o["OutputKey"]]: o["OutputValue"] for o in outputs if o["OutputKey"] in OUTPUT_ENV}
+    return env
+
+
+def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(data_env)
+    env.update({
+        "APP_STAGE": STAGE,
+        "AWS_REGION": env.get("AWS_REGION", REGION),
+        "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", REGION),
+        "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
+    })
+    if endpoint_url:
+        env["AWS_ENDPOINT_URL"] = endpoint_url
+        env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    return env
+
+
+def start_api(port: int, env: dict[str, str], host: str = "127.0.0.1", log_file=None) -> subprocess.Popen:
+    """Start `chalice local` for the local stage and wait until it answers."""
+    chalice = Path(sys.executable).with_name("chalice")
+    proc = subprocess.Popen(
+        [str(chalice), "local", "--host", host, "--port", str(port), "--stage", STAGE, "--no-autoreload"],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
+        start_new_session=True,
+    )
+    wait_for_http(f"http://{host}:{port}/api/ml-models?project_id=ping", proc)
+    return proc
+
+
+def wait_for_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answered, with an error status: it is up
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="use this AWS endpoint (e.g. LocalStack) instead of starting moto server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    moto = None
+    endpoint = args.endpoint_url
+    if endpoint is None:
+        from moto.server import ThreadedMotoServer
+
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
+        moto.start()
+        endpoint = f"http://127.0.0.1:{args.moto_port}"
+        log.info("moto server (embedded AWS) on %s", endpoint)
+    data_env = deploy_data_stores(endpoint)
+    log.info("data stores ready: %s", ", ".join(f"{k}={v}" for k, v in sorted(data_env.items())))
+    api = start_api(args.port, app_environment(endpoint, args.port, data_env), host="127.0.0.1")
+    log.info("API on http://localhost:%d  (Ctrl-C stops everything)", args.port)
+    try:
+        while api.poll() is None:
+            time.sleep(0.5)
+        return api.returncode or 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(api)
+        if moto is not None:
+            moto.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
