@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -22,13 +22,14 @@ HEADER = (
 def machine() -> str:
     import os
 
-    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{python}, {os.cpu_count()} cores, {platform.machine()}"
 
 
 def write_section(name: str, title: str, body: str, order: int = 50) -> None:
     """Replace (or add) the section `name` of docs/BENCHMARKS.md with `body`."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = (
         f"<!-- BEGIN {order:02d} {name} -->\n## {title}\n\n"
         f"_Measured {stamp} on {machine()} by `{name}`._\n\n{body.strip()}\n<!-- END {name} -->\n"

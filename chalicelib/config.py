@@ -6,8 +6,8 @@ into the Lambda environment; everything else receives a `Settings`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -40,7 +40,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(

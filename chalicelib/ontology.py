@@ -56,7 +56,7 @@ class OntologySummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for prop, raw in zip(self.datatype_properties, data["datatype_properties"]):
+        for prop, raw in zip(self.datatype_properties, data["datatype_properties"], strict=True):
             raw["kind"] = prop.kind
         return data
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 Clock = Callable[[], str]
 IdFactory = Callable[[str], str]
@@ -11,7 +11,7 @@ IdFactory = Callable[[str], str]
 
 def utc_now() -> str:
     """ISO-8601 UTC with microseconds, so that string order is time order."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id(prefix: str) -> str:

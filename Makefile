@@ -1,0 +1,43 @@
+# ML Models control plane. `make run` and `make test` do all the set-up themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+STAGE ?= dev
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bench bench-recommend package clean
+
+# The venv is rebuilt when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt trainer/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the whole local stack: moto server (embedded AWS), tables and bucket, API on :$(PORT).
+run: $(STAMP)
+	PORT=$(PORT) $(PY) -m scripts.local_stack
+
+## All test tiers (unit, functional, integration, trainer) plus the linter.
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not integration"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+## Benchmarks: results are written to docs/BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m bench.bench_api
+	$(PY) -m bench.bench_trainer
+
+package: $(STAMP)
+	$(PY) -m scripts.package --stage $(STAGE)
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache
