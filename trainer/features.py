@@ -1,0 +1,205 @@
+"""From ontology columns and a DataFrame to features, a task, and a preprocessing pipeline.
+
+The preprocessing pipeline (type coercion, datetime parts, imputation, one-hot
+encoding, optional scaling) is a scikit-learn object that is saved with the
+model, so the artifact is the whole inference path from raw rows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from trainer.errors import TrainingFailed
+from trainer.ontology import Column
+
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+MAX_ONE_HOT_CATEGORIES = 50
+FREE_TEXT_MEAN_LENGTH = 40
+HIGH_CARDINALITY_RATIO = 0.5
+MIN_ROWS_FOR_UNIQUENESS_RULE = 20
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+_ID_NAME = re.compile(r"(^(id|uuid|guid)$)|([_\-\s](id|uuid|guid)$)|([a-z0-9]Id$)|(^(uuid|guid))", re.IGNORECASE)
+
+
+def coerce_column(series: pd.Series, kind: str) -> pd.Series:
+    """`series` as the column kind: float64 for integer/number/boolean, datetime64 for datetime, object for string."""
+    if kind in ("integer", "number"):
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    if kind == "boolean":
+        if pd.api.types.is_bool_dtype(series.dtype):
+            return series.astype("float64")
+        text = series.astype(object).map(lambda v: str(v).strip().lower() if pd.notna(v) else None)
+        return text.map(lambda v: 1.0 if v in _TRUE else (0.0 if v in _FALSE else np.nan)).astype("float64")
+    if kind == "datetime":
+        values = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        return values.dt.tz_localize(None)
+    values = series.astype(object)
+    return values.where(series.notna(), np.nan).map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
+
+
+class FrameCoercer(TransformerMixin, BaseEstimator):
+    """Selects the schema's feature columns from raw rows, coerces their types and expands datetimes.
+
+    Missing columns become all-missing (and are then imputed); extra columns are ignored.
+    Stateless apart from its parameters, so it persists safely with skops.
+    """
+
+    def __init__(self, names: list[str] | None = None, kinds: list[str] | None = None) -> None:
+        self.names = names
+        self.kinds = kinds
+
+    def fit(self, X, y=None):  # noqa: N803 - scikit-learn signature
+        return self
+
+    def transform(self, X):  # noqa: N803
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+        out = {}
+        for name, kind in zip(self.names or [], self.kinds or [], strict=True):
+            raw = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+            values = coerce_column(raw, kind)
+            if kind == "datetime":
+                for part in DATETIME_PARTS:
+                    out[f"{name}__{part}"] = getattr(values.dt, part).astype("float64")
+            else:
+                out[name] = values
+        return pd.DataFrame(out, index=frame.index)
+
+    def output_columns(self) -> tuple[list[str], list[str]]:
+        """(numeric, categorical) output column names, in output order."""
+        numeric, categorical = [], []
+        for name, kind in zip(self.names or [], self.kinds or [], strict=True):
+            if kind == "datetime":
+                numeric += [f"{name}__{part}" for part in DATETIME_PARTS]
+            elif kind == "string":
+                categorical.append(name)
+            else:
+                numeric.append(name)
+        return numeric, categorical
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    features: list[Column]
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
+def plan_features(frame: pd.DataFrame, columns: list[Column], target: Column) -> FeaturePlan:
+    """Keep the ontology's columns except the target, identifier-like and free-text ones (with reasons)."""
+    kept, excluded = [], {}
+    for column in columns:
+        if column.name == target.name:
+            continue
+        reason = _exclusion_reason(frame[column.name], column) if column.name in frame.columns else None
+        if reason:
+            excluded[column.name] = reason
+        else:
+            kept.append(column)
+    if not kept:
+        raise TrainingFailed(
+            f"no usable feature columns besides target {target.name!r}"
+            + (f" (excluded: {', '.join(f'{k}: {v}' for k, v in excluded.items())})" if excluded else "")
+        )
+    return FeaturePlan(features=kept, excluded=excluded)
+
+
+def _exclusion_reason(series: pd.Series, column: Column) -> str | None:
+    if _ID_NAME.search(column.name):
+        return "identifier-like name"
+    if column.kind != "string":
+        return None
+    values = series.dropna()
+    if values.empty:
+        return None
+    text = values.astype(str)
+    unique = text.nunique()
+    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique == len(text):
+        return "identifier-like: a distinct value in every row"
+    if text.str.len().mean() > FREE_TEXT_MEAN_LENGTH:
+        return f"free text: mean length over {FREE_TEXT_MEAN_LENGTH} characters"
+    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique > HIGH_CARDINALITY_RATIO * len(text):
+        return f"free text / high cardinality: {unique} distinct values in {len(text)} rows"
+    return None
+
+
+def infer_task(target: Column, values: pd.Series) -> str:
+    """classification for string/boolean targets and integers with few distinct values, else regression."""
+    if target.kind in ("string", "boolean"):
+        return "classification"
+    if target.kind == "integer":
+        numeric = pd.to_numeric(values, errors="coerce").dropna()
+        if numeric.nunique() <= MAX_CLASSES_FOR_INTEGER_TARGET:
+            return "classification"
+        return "regression"
+    if target.kind == "number":
+        return "regression"
+    raise TrainingFailed(f"target column {target.name!r} has kind {target.kind!r}, which cannot be predicted")
+
+
+def target_values(target: Column, series: pd.Series, task: str) -> pd.Series:
+    """The target as clean Python-typed values (missing ones NaN), ready to encode."""
+    if task == "regression":
+        return coerce_column(series, "number")
+    if target.kind == "boolean":
+        return coerce_column(series, "boolean").map(lambda v: bool(v) if pd.notna(v) else np.nan)
+    if target.kind == "integer":
+        return coerce_column(series, "integer").map(lambda v: int(v) if pd.notna(v) else np.nan)
+    return coerce_column(series, "string")
+
+
+def build_preprocessor(features: list[Column], scale: bool, dense: bool = True):
+    """FrameCoercer -> ColumnTransformer(numeric: median impute [+ scale], strings: impute + one-hot)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    coercer = FrameCoercer(names=[c.name for c in features], kinds=[c.kind for c in features])
+    numeric, categorical = coercer.output_columns()
+    steps = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
+    if scale:
+        steps.append(("scale", StandardScaler()))
+    transformers = []
+    if numeric:
+        transformers.append(("num", Pipeline(steps), numeric))
+    for index, name in enumerate(categorical):
+        encoder = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value="__missing__", keep_empty_features=True)),
+                (
+                    "onehot",
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist",
+                        max_categories=MAX_ONE_HOT_CATEGORIES,
+                        sparse_output=not dense,
+                    ),
+                ),
+            ]
+        )
+        transformers.append((f"cat{index}", encoder, [name]))
+    encode = ColumnTransformer(transformers, sparse_threshold=0.0 if dense else 0.3, verbose_feature_names_out=True)
+    return Pipeline([("coerce", coercer), ("encode", encode)])
+
+
+def input_schema(preprocessor, features: list[Column]) -> list[dict]:
+    """Names, kinds and (for strings) the categories seen in training, from a fitted preprocessor."""
+    encode = preprocessor.named_steps["encode"]
+    categories = {}
+    for name, transformer, cols in encode.transformers_:
+        if name.startswith("cat"):
+            seen = transformer.named_steps["onehot"].categories_[0]
+            categories[cols[0]] = sorted(str(v) for v in seen if v != "__missing__")
+    schema = []
+    for column in features:
+        entry = {"name": column.name, "type": column.kind}
+        if column.kind == "string":
+            entry["categories"] = categories.get(column.name, [])
+        if column.iri:
+            entry["iri"] = column.iri
+        schema.append(entry)
+    return schema

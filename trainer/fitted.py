@@ -1,0 +1,167 @@
+"""Fitted models with one prediction path, shared by training-time evaluation and the loader.
+
+`SklearnModel` is a scikit-learn Pipeline (preprocessing + estimator) saved with skops.
+`TorchModel` is the fitted preprocessing (skops) + the network's state_dict + its
+architecture config (JSON); the module itself is never pickled. Class targets are
+trained on their index in `classes`, and predictions are mapped back to the labels.
+
+skops only loads types listed in `TRUSTED_TYPES`, which lives here, in our code: a
+file that needs anything else is refused.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from trainer.errors import ArtifactError
+
+SKLEARN_FILE = "model.skops"
+PREPROCESSOR_FILE = "preprocessor.skops"
+STATE_DICT_FILE = "network.pt"
+ARCH_FILE = "network.json"
+
+TRUSTED_TYPES = [
+    "trainer.features.FrameCoercer",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.compose._column_transformer._RemainderColsList",
+    "sklearn.impute._base.SimpleImputer",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._ridge.Ridge",
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+]
+
+
+def as_frame(rows) -> pd.DataFrame:
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    return pd.DataFrame(list(rows))
+
+
+class SklearnModel:
+    def __init__(self, pipeline, task: str, classes: list | None) -> None:
+        self.pipeline = pipeline
+        self.task = task
+        self.classes = classes
+
+    def predict_encoded(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.predict(frame)
+
+    def predict_proba(self, rows) -> np.ndarray:
+        """Class probabilities, columns in `classes` order."""
+        if self.task != "classification":
+            raise TypeError("predict_proba is only available for classification models")
+        proba = self.pipeline.predict_proba(as_frame(rows))
+        return _full_proba(proba, self.pipeline.classes_, len(self.classes))
+
+    def predict(self, rows) -> list:
+        return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)
+
+    def files(self) -> dict[str, bytes]:
+        import skops.io as sio
+
+        return {SKLEARN_FILE: sio.dumps(self.pipeline)}
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], task: str, classes: list | None) -> SklearnModel:
+        return cls(_load_skops(files, SKLEARN_FILE), task, classes)
+
+
+class TorchModel:
+    def __init__(self, preprocessor, network, arch: dict, classes: list | None) -> None:
+        self.preprocessor = preprocessor
+        self.network = network
+        self.arch = arch
+        self.task = arch["task"]
+        self.classes = classes
+
+    def _outputs(self, frame: pd.DataFrame) -> np.ndarray:
+        from trainer.nn import network_outputs
+
+        return network_outputs(self.network, self.preprocessor.transform(frame))
+
+    def predict_encoded(self, frame: pd.DataFrame) -> np.ndarray:
+        outputs = self._outputs(frame)
+        if self.task == "classification":
+            return outputs.argmax(axis=1)
+        return outputs[:, 0] * self.arch["target_std"] + self.arch["target_mean"]
+
+    def predict_proba(self, rows) -> np.ndarray:
+        from trainer.nn import softmax
+
+        if self.task != "classification":
+            raise TypeError("predict_proba is only available for classification models")
+        return softmax(self._outputs(as_frame(rows)))
+
+    def predict(self, rows) -> list:
+        return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)
+
+    def files(self) -> dict[str, bytes]:
+        import skops.io as sio
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in self.network.state_dict().items()}, buffer)
+        return {
+            PREPROCESSOR_FILE: sio.dumps(self.preprocessor),
+            STATE_DICT_FILE: buffer.getvalue(),
+            ARCH_FILE: json.dumps(self.arch, indent=2, sort_keys=True).encode(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], classes: list | None) -> TorchModel:
+        import torch
+
+        from trainer.nn import build_network, device
+
+        arch = json.loads(_require(files, ARCH_FILE))
+        network = build_network(arch)
+        # weights_only=True: a restricted unpickler that only rebuilds tensors.
+        state = torch.load(io.BytesIO(_require(files, STATE_DICT_FILE)), map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+        network.to(device()).eval()
+        return cls(_load_skops(files, PREPROCESSOR_FILE), network, arch, classes)
+
+
+def decode(encoded: np.ndarray, task: str, classes: list | None) -> list:
+    if task == "classification":
+        return [classes[int(i)] for i in encoded]
+    return [float(v) for v in encoded]
+
+
+def _full_proba(proba: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities for every class index, even ones absent from the fit split."""
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((len(proba), n_classes))
+    full[:, seen.astype(int)] = proba
+    return full
+
+
+def _require(files: dict[str, bytes], name: str) -> bytes:
+    if name not in files:
+        raise ArtifactError(f"artifact file {name!r} is missing")
+    return files[name]
+
+
+def _load_skops(files: dict[str, bytes], name: str):
+    import skops.io as sio
+
+    data = _require(files, name)
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise ArtifactError(f"{name} contains types outside the trainer's trusted list: {', '.join(untrusted)}")
+    return sio.loads(data, trusted=TRUSTED_TYPES)

@@ -1,0 +1,139 @@
+"""`python -m trainer`: a thin main() around the pure steps.
+
+settings -> spec -> data (S3 or synthetic) -> train_and_evaluate -> files + manifest
+-> upload -> complete callback. Any failure, and SIGTERM, ends in exactly one fail
+report and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from trainer.callback import CallbackClient, ProgressThrottle, Reporter
+from trainer.config import Settings, partial_identity
+from trainer.errors import TrainingFailed
+from trainer.logs import configure, get_logger
+
+EXIT_FAILED = 1
+EXIT_BAD_ENVIRONMENT = 2
+EXIT_SIGTERM = 143
+SIGTERM_REPORT_ATTEMPTS = 3
+
+log = get_logger("main")
+
+
+def main() -> int:
+    configure(partial_identity())
+    try:
+        settings = Settings.from_env()
+    except TrainingFailed as exc:
+        log.error("cannot start", extra={"reason": exc.reason})
+        return EXIT_BAD_ENVIRONMENT
+    client = CallbackClient(
+        settings.callback_url,
+        settings.model_id,
+        settings.run_id,
+        settings.callback_token,
+        attempts=settings.callback_retries,
+        backoff=settings.callback_backoff,
+        timeout=settings.callback_timeout,
+    )
+    reporter = Reporter(client)
+    _report_fail_on_sigterm(reporter)
+    try:
+        artifact_uri, result = run(settings, ProgressThrottle(client, settings.progress_interval))
+    except TrainingFailed as exc:
+        reason = exc.reason
+        log.error("training failed", extra={"reason": reason})
+    except Exception as exc:  # a bug or an unexpected environment: still report it
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        log.exception("training crashed")
+    else:
+        if reporter.complete(artifact_uri, result.performance_metrics, result.training_metrics):
+            log.info("training completed", extra={"artifact": artifact_uri})
+            return 0
+        reason = f"artifact {artifact_uri} was written but the complete callback was not accepted"
+    reporter.fail(reason)
+    return EXIT_FAILED
+
+
+def run(settings: Settings, on_epoch) -> tuple[str, object]:
+    """Everything between the environment and the final report; returns (artifact URI, TrainingResult)."""
+    from trainer.artifacts import ArtifactLocation, build_manifest, ensure_version_is_free, upload
+    from trainer.ontology import choose_target, parse_columns
+    from trainer.pipeline import train_and_evaluate
+    from trainer.spec import parse_spec
+    from trainer.storage import load_training_data, read_spec, s3_client
+    from trainer.synthetic import synthetic_frame
+
+    s3 = s3_client(settings.endpoint_url)
+    spec = parse_spec(settings.spec_json if settings.spec_json is not None else read_spec(s3, settings.spec_uri))
+    for field, expected in (("model_id", settings.model_id), ("run_id", settings.run_id)):
+        if getattr(spec, field) and getattr(spec, field) != expected:
+            raise TrainingFailed(
+                f"spec {field} {getattr(spec, field)!r} does not match TRAINER_{field.upper()} {expected!r}"
+            )
+    spec = _with_identity(spec, settings)
+    configure_torch(settings.torch_threads, spec.config.random_seed)
+    location = ArtifactLocation.for_version(
+        settings.artifact_bucket, settings.artifact_prefix, spec.model_id, spec.version
+    )
+    ensure_version_is_free(s3, location)
+    columns = parse_columns(spec.ontology_ttl)
+    target = choose_target(columns, spec.config.target_column)
+    if spec.storage:
+        loaded = load_training_data(s3, spec.storage, columns, target.name, settings.max_data_bytes)
+        frame = loaded.frame
+        data = {"synthetic": False, "objects": loaded.lineage, "rows": len(frame)}
+    else:
+        frame = synthetic_frame(columns, target, spec.config.synthetic_rows, spec.config.random_seed)
+        data = {"synthetic": True, "objects": [], "rows": len(frame), "generator": "trainer.synthetic.synthetic_frame"}
+    data["ontology_id"] = spec.ontology_id
+    log.info("data ready", extra={"rows": len(frame), "synthetic": data["synthetic"], "model_type": spec.model_type})
+    result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch)
+    files = result.model.files()
+    manifest = build_manifest(spec, result, files, location, data)
+    upload(s3, location, files, manifest)
+    log.info("artifact written", extra={"artifact": location.uri, "files": sorted(files)})
+    return location.uri, result
+
+
+def _with_identity(spec, settings: Settings):
+    from dataclasses import replace
+
+    return replace(spec, model_id=settings.model_id, run_id=settings.run_id)
+
+
+def configure_torch(threads: int, seed: int) -> None:
+    """Deterministic kernels and a bounded thread pool (more threads than cores only thrash)."""
+    import numpy as np
+    import torch
+
+    from trainer.models import default_jobs
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads or default_jobs())
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # for any library that still draws from the global generator
+
+
+def _report_fail_on_sigterm(reporter: Reporter) -> None:
+    """Block SIGTERM in every thread and wait for it in one: works even while the main thread is in C code."""
+    if not hasattr(signal, "pthread_sigmask"):
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(TrainingFailed("terminated by SIGTERM")))
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        signal.sigwait({signal.SIGTERM})
+        log.error("SIGTERM received; reporting failure")
+        reporter.fail("terminated by SIGTERM (pod deleted, evicted or timed out) before training finished",
+                      attempts=SIGTERM_REPORT_ATTEMPTS)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0 if reporter.outcome == "completed" else EXIT_SIGTERM)
+
+    threading.Thread(target=wait, name="sigterm", daemon=True).start()

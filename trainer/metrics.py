@@ -1,0 +1,104 @@
+"""Test-set metrics, losses and permutation importance; every number returned is finite."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+PROBA_EPS = 1e-7
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of integer labels `y` under `proba` (rows sum to 1), clipped to stay finite."""
+    picked = proba[np.arange(len(y)), y.astype(int)]
+    return float(-np.mean(np.log(np.clip(picked, PROBA_EPS, 1.0))))
+
+
+def mean_squared_error(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean((np.asarray(y, dtype="float64") - np.asarray(predicted, dtype="float64")) ** 2))
+
+
+def classification_metrics(y: np.ndarray, predicted: np.ndarray, proba: np.ndarray, classes: list) -> dict:
+    """accuracy, precision/recall/f1_score (binary on classes[1], else macro), confusion matrix, ROC AUC if binary."""
+    from sklearn import metrics as skm
+
+    labels = list(range(len(classes)))
+    binary = len(classes) == 2
+    average = "binary" if binary else "macro"
+    kwargs = {"labels": labels, "average": average, "zero_division": 0}
+    if binary:
+        kwargs["pos_label"] = 1
+    out = {
+        "accuracy": float(skm.accuracy_score(y, predicted)),
+        "precision": float(skm.precision_score(y, predicted, **kwargs)),
+        "recall": float(skm.recall_score(y, predicted, **kwargs)),
+        "f1_score": float(skm.f1_score(y, predicted, **kwargs)),
+        "averaging": average,
+        "confusion_matrix": skm.confusion_matrix(y, predicted, labels=labels).tolist(),
+        "confusion_matrix_labels": list(classes),
+        "log_loss": log_loss(y, proba),
+        "test_rows": len(y),
+    }
+    if binary:
+        out["positive_class"] = classes[1]
+        if len(np.unique(y)) == 2:
+            out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
+    return out
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+    y = np.asarray(y, dtype="float64")
+    predicted = np.asarray(predicted, dtype="float64")
+    mse = mean_squared_error(y, predicted)
+    out = {"rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(y - predicted))), "test_rows": len(y)}
+    total = float(np.sum((y - y.mean()) ** 2))
+    if total > 0:
+        out["r2"] = 1.0 - float(np.sum((y - predicted) ** 2)) / total
+    return out
+
+
+def permutation_importance(
+    frame: pd.DataFrame,
+    columns: list[str],
+    loss: Callable[[pd.DataFrame], float],
+    seed: int,
+    repeats: int = 2,
+) -> dict[str, float]:
+    """Mean loss increase when each input column is shuffled, clipped at 0 and normalised to sum 1."""
+    rng = np.random.default_rng(seed)
+    baseline = loss(frame)
+    raw = {}
+    for column in columns:
+        increases = []
+        for _ in range(repeats):
+            shuffled = frame.copy()
+            shuffled[column] = frame[column].to_numpy()[rng.permutation(len(frame))]
+            increases.append(loss(shuffled) - baseline)
+        raw[column] = max(0.0, float(np.mean(increases)))
+    total = sum(raw.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in raw.items()}
+
+
+def finite_only(value, path: str = "", dropped: list[str] | None = None):
+    """`value` with every non-finite float removed (their paths appended to `dropped`); numpy scalars -> Python."""
+    dropped = [] if dropped is None else dropped
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            clean = finite_only(item, f"{path}.{key}" if path else str(key), dropped)
+            if clean is not _DROP:
+                out[key] = clean
+        return out
+    if isinstance(value, list | tuple):
+        return [finite_only(item, f"{path}[{i}]", dropped) for i, item in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        dropped.append(path)
+        return _DROP if path and not path.endswith("]") else None
+    return value
+
+
+_DROP = object()

@@ -1,0 +1,204 @@
+"""Train and evaluate on an in-memory DataFrame: pure, no I/O.
+
+`train_and_evaluate` is what the trainer process runs between loading data and
+saving the artifact, and what benchmarks call directly. `held_out_split` rebuilds
+the test rows of a run from its manifest, so anyone can re-check the reported metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainer.errors import TrainingFailed
+from trainer.features import infer_task, input_schema, plan_features, target_values
+from trainer.fitted import SklearnModel, TorchModel
+from trainer.metrics import (
+    classification_metrics,
+    finite_only,
+    log_loss,
+    mean_squared_error,
+    permutation_importance,
+    regression_metrics,
+)
+from trainer.models import EpochHook, fit_model
+from trainer.ontology import Column, choose_target, parse_columns
+from trainer.spec import TrainingConfig
+
+MIN_ROWS = 10
+SPLIT_METHOD = "sklearn.model_selection.train_test_split(positions, stratified when possible)"
+IMPORTANCE_ROWS = 2000
+
+
+@dataclass
+class TrainingResult:
+    task: str
+    model: SklearnModel | TorchModel
+    performance_metrics: dict
+    training_metrics: dict
+    target: dict
+    input_schema: list[dict]
+    excluded_columns: dict[str, str]
+    split: dict
+    config_usage: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def train_and_evaluate(
+    frame: pd.DataFrame,
+    ontology_ttl: str,
+    model_type: str,
+    training_config: dict | TrainingConfig,
+    on_epoch: EpochHook | None = None,
+) -> TrainingResult:
+    """Fit `model_type` on `frame` as the ontology describes it; metrics are on the held-out split."""
+    config = training_config
+    if not isinstance(config, TrainingConfig):
+        config = TrainingConfig.from_dict(training_config)
+    columns = parse_columns(ontology_ttl)
+    target = choose_target(columns, config.target_column)
+    missing = [c.name for c in columns if c.name not in frame.columns]
+    if missing:
+        raise TrainingFailed(f"column(s) declared in the ontology are missing from the data: {', '.join(missing)}")
+    frame, y_raw, task = prepare_rows(frame, target)
+    classes, y = encode_target(y_raw, task)
+    plan = plan_features(frame, columns, target)
+    positions = split_positions(y, task, config)
+    split = {name: (frame.iloc[rows], y[rows]) for name, rows in positions.items()}
+    outcome = fit_model(model_type, task, plan.features, split, classes, config, on_epoch)
+    model = outcome.model
+    test_frame, y_test = split["test"]
+    performance = evaluate(model, test_frame, y_test, task, classes)
+    performance["feature_importance"] = importance(model, split, plan.features, task, config.random_seed)
+    performance["feature_importance_method"] = (
+        "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
+    )
+    dropped: list[str] = []
+    performance = finite_only(performance, dropped=dropped)
+    training = finite_only(outcome.training_metrics, dropped=dropped)
+    notes = outcome.warnings + [f"metric {path} was not finite and is omitted" for path in dropped]
+    preprocessor = model.preprocessor if isinstance(model, TorchModel) else model.pipeline[:-1]
+    return TrainingResult(
+        task=task,
+        model=model,
+        performance_metrics=performance,
+        training_metrics=training,
+        target={"name": target.name, "type": target.kind, "classes": classes},
+        input_schema=input_schema(preprocessor, plan.features),
+        excluded_columns=plan.excluded,
+        split={
+            "method": SPLIT_METHOD,
+            "rows_with_target": len(y),
+            "train_test_split": config.train_test_split,
+            "validation_split": config.validation_split,
+            "random_seed": config.random_seed,
+            **{f"{name}_rows": len(rows) for name, rows in positions.items()},
+            "test_positions_sha256": positions_digest(positions["test"]),
+        },
+        config_usage=outcome.config_usage,
+        warnings=notes,
+    )
+
+
+def prepare_rows(frame: pd.DataFrame, target: Column) -> tuple[pd.DataFrame, pd.Series, str]:
+    """Rows with a target value (renumbered 0..n-1), the clean target and the task."""
+    task = infer_task(target, frame[target.name])
+    y = target_values(target, frame[target.name], task)
+    keep = y.notna().to_numpy()
+    if keep.sum() < MIN_ROWS:
+        raise TrainingFailed(
+            f"insufficient training data: {int(keep.sum())} row(s) with a value in target column "
+            f"{target.name!r} (need at least {MIN_ROWS})"
+        )
+    return frame.loc[keep].reset_index(drop=True), y[keep].reset_index(drop=True), task
+
+
+def encode_target(y: pd.Series, task: str) -> tuple[list | None, np.ndarray]:
+    if task == "regression":
+        return None, y.to_numpy(dtype="float64")
+    classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise TrainingFailed(f"target has a single class ({classes[0]!r}); classification needs at least two")
+    index = {value: i for i, value in enumerate(classes)}
+    return [_native(c) for c in classes], y.map(index).to_numpy(dtype="int64")
+
+
+def _native(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def split_positions(y: np.ndarray, task: str, config: TrainingConfig) -> dict[str, np.ndarray]:
+    """Row positions of the fit, validation and test splits (deterministic for a given y and config)."""
+    positions = np.arange(len(y))
+    train, test = _split(positions, y, task, config.train_test_split, config.random_seed)
+    fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed)
+    return {"fit": fit, "validation": validation, "test": test}
+
+
+def _split(positions, y, task, train_fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    n_test = max(1, round(len(positions) * (1.0 - train_fraction)))
+    if n_test >= len(positions):
+        raise TrainingFailed(f"insufficient training data: {len(positions)} rows cannot be split further")
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_test >= len(counts) and len(positions) - n_test >= len(counts):
+            stratify = y
+    first, second = train_test_split(positions, test_size=n_test, random_state=seed, stratify=stratify)
+    return np.sort(first), np.sort(second)
+
+
+def positions_digest(positions: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(positions, dtype="<i8").tobytes()).hexdigest()
+
+
+def evaluate(model, frame: pd.DataFrame, y: np.ndarray, task: str, classes: list | None) -> dict:
+    if task == "classification":
+        proba = model.predict_proba(frame)
+        return classification_metrics(y, model.predict_encoded(frame), proba, classes)
+    return regression_metrics(y, model.predict_encoded(frame))
+
+
+def importance(model, split: dict, features: list[Column], task: str, seed: int) -> dict[str, float]:
+    fit_frame, y_fit = split["fit"]
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(y_fit), min(IMPORTANCE_ROWS, len(y_fit)), replace=False))
+    frame, y = fit_frame.iloc[rows].reset_index(drop=True), y_fit[rows]
+    if task == "classification":
+        def loss(f):
+            return log_loss(y, model.predict_proba(f))
+    else:
+        def loss(f):
+            return mean_squared_error(y, model.predict_encoded(f))
+    return permutation_importance(frame, [c.name for c in features], loss, seed)
+
+
+def held_out_split(frame: pd.DataFrame, manifest: dict[str, Any]) -> tuple[pd.DataFrame, list]:
+    """The test rows and their true target values of the run that wrote `manifest`, from the same data.
+
+    Raises ValueError if the rebuilt split does not match the manifest's digest (different data or order).
+    """
+    target = Column(name=manifest["target"]["name"], kind=manifest["target"]["type"])
+    frame, y, task = prepare_rows(frame, target)
+    if task != manifest["task"]:
+        raise ValueError(f"task of this data is {task}, the manifest says {manifest['task']}")
+    split = manifest["split"]
+    config = TrainingConfig(
+        train_test_split=split["train_test_split"],
+        validation_split=split["validation_split"],
+        random_seed=split["random_seed"],
+    )
+    if task == "classification":
+        index = {value: i for i, value in enumerate(manifest["target"]["classes"])}
+        encoded = y.map(index).to_numpy(dtype="int64")
+    else:
+        encoded = y.to_numpy(dtype="float64")
+    test = split_positions(encoded, task, config)["test"]
+    if positions_digest(test) != split["test_positions_sha256"]:
+        raise ValueError("rebuilt test split does not match the manifest (different data or row order)")
+    return frame.iloc[test].reset_index(drop=True), y.iloc[test].tolist()

@@ -1,0 +1,218 @@
+"""S3 adapter: reading the spec and the training data, writing artifact files.
+
+Callers get DataFrames, bytes and lineage records, never boto3 responses. Every
+client honours AWS_ENDPOINT_URL (passed in as `endpoint_url`), so moto server works.
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+from dataclasses import dataclass
+
+import pandas as pd
+
+from trainer.errors import TrainingFailed
+from trainer.logs import get_logger
+from trainer.ontology import Column
+
+log = get_logger("storage")
+
+EXTENSIONS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def s3_client(endpoint_url: str | None = None):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 5, "mode": "standard"})
+    )
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise TrainingFailed(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise TrainingFailed(f"s3 URI without a bucket: {uri!r}")
+    return bucket, key
+
+
+@dataclass(frozen=True)
+class DataObject:
+    uri: str
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    format: str
+
+
+def read_spec(client, uri: str) -> bytes:
+    bucket, key = split_uri(uri)
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        raise TrainingFailed(f"cannot read training spec {uri}: {_describe(exc)}") from None
+
+
+def list_data_objects(client, uri: str, declared_format: str) -> list[DataObject]:
+    """Every data object under `uri`, in key order; markers (_SUCCESS, .crc, directories) are skipped.
+
+    An object's format comes from its extension; objects without a known extension are read
+    in the storage's declared format.
+    """
+    bucket, prefix = split_uri(uri)
+    found = []
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                base = posixpath.basename(key)
+                if key.endswith("/") or not base or base.startswith(("_", ".")):
+                    continue
+                found.append(
+                    DataObject(
+                        uri=f"s3://{bucket}/{key}",
+                        bucket=bucket,
+                        key=key,
+                        etag=item["ETag"].strip('"'),
+                        size=int(item["Size"]),
+                        format=_format_of(base, declared_format),
+                    )
+                )
+    except TrainingFailed:
+        raise
+    except Exception as exc:
+        raise TrainingFailed(f"cannot list {uri}: {_describe(exc)}") from None
+    return sorted(found, key=lambda o: o.key)
+
+
+def _format_of(name: str, declared: str) -> str:
+    lower = name.lower()
+    for ext, fmt in sorted(EXTENSIONS.items(), key=lambda kv: -len(kv[0])):
+        if lower.endswith(ext):
+            return fmt
+    return declared
+
+
+def read_data_object(client, obj: DataObject, columns: list[Column], target: str) -> pd.DataFrame:
+    """The object's rows, restricted to the ontology's columns; a missing one fails naming it and the object."""
+    try:
+        body = client.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"].read()
+    except Exception as exc:
+        raise TrainingFailed(f"cannot read {obj.uri}: {_describe(exc)}") from None
+    wanted = [c.name for c in columns]
+    try:
+        frame = parse_bytes(body, obj.format, obj.key, wanted)
+    except TrainingFailed:
+        raise
+    except Exception as exc:
+        raise TrainingFailed(f"unreadable {obj.format} object {obj.uri}: {type(exc).__name__}: {exc}") from None
+    missing = [name for name in wanted if name not in frame.columns]
+    if missing and len(frame.columns) > 0:
+        if target in missing:
+            raise TrainingFailed(f"target column {target!r} is missing from {obj.uri}")
+        raise TrainingFailed(f"feature column(s) declared in the ontology missing from {obj.uri}: {', '.join(missing)}")
+    return frame.reindex(columns=wanted)
+
+
+def parse_bytes(body: bytes, fmt: str, key: str, wanted: list[str]) -> pd.DataFrame:
+    compression = "gzip" if key.lower().endswith(".gz") else None
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table_file = pq.ParquetFile(io.BytesIO(body))
+        present = [name for name in wanted if name in table_file.schema_arrow.names]
+        return table_file.read(columns=present).to_pandas()
+    if not body.strip():
+        return pd.DataFrame()
+    if fmt == "csv":
+        keep = set(wanted)
+        return pd.read_csv(
+            io.BytesIO(body), usecols=lambda name: name in keep, compression=compression, low_memory=False
+        )
+    frame = pd.read_json(io.BytesIO(body), lines=True, compression=compression, dtype=False, convert_dates=False)
+    return frame[[name for name in wanted if name in frame.columns]]
+
+
+def put_file(client, bucket: str, key: str, body: bytes, *, if_absent: bool = False, content_type: str | None = None):
+    """Write one object; with `if_absent`, refuse (return False) when it already exists."""
+    kwargs = {"Bucket": bucket, "Key": key, "Body": body}
+    if content_type:
+        kwargs["ContentType"] = content_type
+    if if_absent:
+        kwargs["IfNoneMatch"] = "*"
+    try:
+        client.put_object(**kwargs)
+    except Exception as exc:
+        if if_absent and _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        raise TrainingFailed(f"cannot write s3://{bucket}/{key}: {_describe(exc)}") from None
+    return True
+
+
+def exists(client, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise TrainingFailed(f"cannot check s3://{bucket}/{key}: {_describe(exc)}") from None
+    return True
+
+
+def get_bytes(client, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _describe(exc: Exception) -> str:
+    code = _error_code(exc)
+    return f"{code or type(exc).__name__}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class LoadedData:
+    frame: pd.DataFrame
+    lineage: list[dict]
+
+
+def load_training_data(client, storage, columns: list[Column], target: str, max_bytes: int) -> LoadedData:
+    """Every object under every storage location, concatenated in (location, key) order."""
+    objects = []
+    for location in storage:
+        listed = list_data_objects(client, location.uri, location.format)
+        log.info("listed storage", extra={"uri": location.uri, "objects": len(listed)})
+        objects += listed
+    total = sum(o.size for o in objects)
+    if total > max_bytes:
+        raise TrainingFailed(
+            f"training data is {total} bytes, over the trainer's limit of {max_bytes} bytes (TRAINER_MAX_DATA_BYTES)"
+        )
+    frames, lineage = [], []
+    for obj in objects:
+        frame = read_data_object(client, obj, columns, target)
+        lineage.append({"uri": obj.uri, "etag": obj.etag, "size": obj.size, "format": obj.format, "rows": len(frame)})
+        if len(frame):
+            frames.append(frame)
+    rows = sum(len(f) for f in frames)
+    if rows == 0:
+        where = ", ".join(location.uri for location in storage)
+        raise TrainingFailed(f"no training data: {len(objects)} object(s) with 0 rows under {where}")
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return LoadedData(frame=frame.reset_index(drop=True), lineage=lineage)
