@@ -5,18 +5,43 @@ call `reset()` after changing the environment.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from chalicelib.config import Settings
 
 
 @dataclass
-class Services:
-    settings: Settings
+class Repositories:
     models: Any
     ontologies: Any
     storage_configs: Any
+    training_runs: Any
+    recommendations: Any
+    s3: Any
+
+
+@dataclass
+class Services:
+    settings: Settings
+    repos: Repositories
+    models: Any
+    ontologies: Any
+    storage_configs: Any
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def recommend(self) -> Any:
+        """Built on first use, so routes that never recommend do not import it."""
+        from chalicelib.services.recommend import RecommendService
+
+        return RecommendService(
+            ontologies=self.repos.ontologies,
+            storage_configs=self.repos.storage_configs,
+            s3=self.repos.s3,
+            recommendations=self.repos.recommendations,
+        )
 
 
 _services: Services | None = None
@@ -42,8 +67,10 @@ def build_services(settings: Settings) -> Services:
     configs = dynamo.StorageConfigRepository()
     recommendations = dynamo.RecommendationRepository()
     s3 = S3Store(lambda: aws_client(settings, "s3"))
+    repos = Repositories(models, ontologies, configs, dynamo.TrainingRunRepository(), recommendations, s3)
     return Services(
         settings=settings,
+        repos=repos,
         models=MlModelService(models, ontologies, recommendations=recommendations),
         ontologies=OntologyService(ontologies, models),
         storage_configs=StorageConfigService(configs, ontologies, s3),
