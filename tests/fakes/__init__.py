@@ -1,0 +1,1 @@
+"""Fakes of external systems, real enough to drive the real client libraries against them."""
