@@ -240,8 +240,8 @@ def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: 
                     "kind": "Job",
                     "name": job_name(job.run_id),
                     "uid": job_uid,
-                    # Foreground deletion of the Job waits for the Secret too.
-                    "blockOwnerDeletion": True,
+                    # No blockOwnerDeletion: it would need update rights on jobs/finalizers
+                    # where OwnerReferencesPermissionEnforcement is on, and buys nothing here.
                 }
             ],
         },

@@ -121,7 +121,6 @@ def test_submit_creates_one_job_and_its_token_secret(kube, launcher):
             "kind": "Job",
             "name": name,
             "uid": created_job["metadata"]["uid"],
-            "blockOwnerDeletion": True,
         }
     ]
     assert all(auth == f"Bearer {API_TOKEN}" for auth in kube.authorizations)
