@@ -118,10 +118,10 @@ def _exclusion_reason(series: pd.Series, column: Column) -> str | None:
         return None
     text = values.astype(str)
     unique = text.nunique()
-    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique == len(text):
-        return "identifier-like: a distinct value in every row"
     if text.str.len().mean() > FREE_TEXT_MEAN_LENGTH:
         return f"free text: mean length over {FREE_TEXT_MEAN_LENGTH} characters"
+    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique == len(text):
+        return "identifier-like: a distinct value in every row"
     if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique > HIGH_CARDINALITY_RATIO * len(text):
         return f"free text / high cardinality: {unique} distinct values in {len(text)} rows"
     return None

@@ -13,7 +13,7 @@ from trainer.ontology import Column
 
 CATEGORIES_PER_COLUMN = 5
 MISSING_FRACTION = 0.02
-NOISE = 0.3
+NOISE = 0.2
 CLASS_COUNT = 3
 _TEXT_HINTS = ("description", "comment", "text", "note", "summary", "review")
 _WORDS = "alpha beta gamma delta epsilon model data signal value metric sample feature".split()

@@ -10,19 +10,21 @@ import math
 
 import numpy as np
 import pytest
-from conftest import (
+from sklearn import metrics as skm
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from trainer_helpers import (
     ARTIFACT_BUCKET,
     DATA_BUCKET,
     TOKEN,
+    CallbackReceiver,
     log_lines,
     make_spec,
     new_ids,
     put_frame,
+    run_many,
     run_trainer,
     trainer_env,
 )
-from sklearn import metrics as skm
-from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from trainer.loader import load_model
 from trainer.ontology import ontology_from_frame
@@ -65,14 +67,31 @@ def datasets(s3):
     }
 
 
+@pytest.fixture(scope="module")
+def runs(datasets, moto_server):
+    """All eight (model type, task) trainings, run a few at a time; (model type, task) -> outcome."""
+    cases, envs = {}, {}
+    for model_type in MODEL_TYPES:
+        for task, (_, ttl, storage) in datasets.items():
+            receiver = CallbackReceiver()
+            model_id, run_id = new_ids()
+            spec = make_spec(model_id, run_id, model_type, ttl, storage, CONFIG)
+            cases[(model_type, task)] = (spec, receiver)
+            envs[(model_type, task)] = trainer_env(moto_server, receiver, spec)
+    try:
+        done = run_many(envs)
+        yield {key: (done[key], *cases[key]) for key in cases}
+    finally:
+        for _, receiver in cases.values():
+            receiver.stop()
+
+
 @pytest.mark.parametrize("task", ["classification", "regression"])
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_trains_writes_artifact_and_reports(model_type, task, datasets, s3, moto_server, receiver):
-    frame, ttl, storage = datasets[task]
-    model_id, run_id = new_ids()
-    spec = make_spec(model_id, run_id, model_type, ttl, storage, CONFIG)
-
-    done = run_trainer(trainer_env(moto_server, receiver, spec))
+def test_trains_writes_artifact_and_reports(model_type, task, runs, datasets, s3):
+    frame = datasets[task][0]
+    done, spec, receiver = runs[(model_type, task)]
+    model_id, run_id = spec["model_id"], spec["run_id"]
 
     assert done.returncode == 0, done.stderr[-3000:]
     completes = receiver.calls("complete")
