@@ -34,6 +34,8 @@ class Settings:
     trainer_namespace: str = "ml-training"
     trainer_image: str = ""
     trainer_service_account: str = "ml-trainer"
+    # Request one GPU for neural_network Jobs (EKS launcher).
+    trainer_gpu: bool = False
     local_max_concurrent_jobs: int = 2
     # WebSocket management endpoint (API Gateway); empty disables notifications.
     websocket_endpoint_url: str = ""
@@ -61,6 +63,7 @@ class Settings:
             trainer_namespace=env.get("TRAINER_NAMESPACE", defaults.trainer_namespace),
             trainer_image=env.get("TRAINER_IMAGE", defaults.trainer_image),
             trainer_service_account=env.get("TRAINER_SERVICE_ACCOUNT", defaults.trainer_service_account),
+            trainer_gpu=env.get("TRAINER_GPU", "false").lower() in ("1", "true", "yes"),
             local_max_concurrent_jobs=int(env.get("LOCAL_MAX_CONCURRENT_JOBS", defaults.local_max_concurrent_jobs)),
             websocket_endpoint_url=env.get("WEBSOCKET_ENDPOINT_URL", defaults.websocket_endpoint_url),
         )

@@ -32,6 +32,28 @@ class Services:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @cached_property
+    def training(self) -> Any:
+        from chalicelib.adapters.s3 import SpecStore
+        from chalicelib.services.training import TrainingService
+
+        settings = self.settings
+        trainer_env = {"AWS_REGION": settings.region, "AWS_DEFAULT_REGION": settings.region}
+        if settings.aws_endpoint_url:
+            trainer_env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+        return TrainingService(
+            models=self.repos.models,
+            ontologies=self.repos.ontologies,
+            runs=self.repos.training_runs,
+            storage_configs=self.storage_configs,
+            launcher=build_launcher(settings),
+            spec_store=SpecStore(self.repos.s3),
+            callback_base_url=settings.callback_base_url,
+            artifact_bucket=settings.artifact_bucket,
+            artifact_prefix=settings.artifact_prefix,
+            trainer_env=trainer_env,
+        )
+
+    @cached_property
     def recommend(self) -> Any:
         """Built on first use, so routes that never recommend do not import it."""
         from chalicelib.services.recommend import RecommendService
@@ -51,6 +73,20 @@ def aws_client(settings: Settings, service: str):
     import boto3
 
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+
+
+def build_launcher(settings: Settings) -> Any:
+    """The stage's job launcher: a Kubernetes Job on EKS, or a local trainer process."""
+    if settings.launcher == "local":
+        from chalicelib.adapters.local_process import LocalProcessLauncher
+
+        return LocalProcessLauncher(max_concurrent=settings.local_max_concurrent_jobs)
+    if settings.launcher == "eks":
+        from chalicelib.adapters.eks import EksJobLauncher, EksLauncherConfig
+
+        return EksJobLauncher(EksLauncherConfig.from_settings(
+            settings, gpu_for_neural_network=settings.trainer_gpu))
+    raise ValueError(f"TRAINING_LAUNCHER must be 'local' or 'eks', not {settings.launcher!r}")
 
 
 def build_services(settings: Settings) -> Services:

@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any, Generic, TypeVar
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from pynamodb.models import Model
 
 from chalicelib.adapters import tables
@@ -131,37 +131,6 @@ class ModelRepository(Repository[tables.MlModelTable]):
 
     def count_by_ontology(self, ontology_id: str) -> int:
         return self.table.ontology_index.count(ontology_id)
-
-    def start_training(self, model_id: str, run_id: str, now: str, blocked_statuses: list[str]) -> dict[str, Any]:
-        """Atomically move a model into `training` and allocate the run's version number.
-
-        One conditional update: of N concurrent callers exactly one succeeds; the
-        others get Conflict naming the model's status at that moment.
-        """
-        t = self.table
-        item = t(id=model_id)
-        try:
-            item.update(
-                actions=[
-                    t.status.set("training"),
-                    t.training_task_id.set(run_id),
-                    t.runs_started.add(1),
-                    t.updated_at.set(now),
-                    t.lock_version.add(1),
-                ],
-                condition=t.id.exists() & ~t.status.is_in(*blocked_statuses),
-                add_version_condition=False,
-            )
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                current = self.get(model_id)  # raises NotFound for an unknown id
-                raise Conflict(
-                    f"model '{model_id}' is {current['status']}; training cannot start",
-                    field="status",
-                    current_status=current["status"],
-                ) from exc
-            raise
-        return self._to_record(item)
 
 
 class OntologyRepository(Repository[tables.OntologyTable]):

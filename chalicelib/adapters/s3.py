@@ -94,3 +94,24 @@ def _explain(exc: Exception, location: S3Location) -> str:
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
         return f"{location.uri} is not readable by the service (access denied)"
     return f"{location.uri} could not be read ({code or exc})"
+
+
+class SpecStore:
+    """Writes a run's training spec as JSON to S3, where the trainer reads it (TRAINER_SPEC_URI)."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+
+    def put_json(self, bucket: str, key: str, document: Any) -> str:
+        import json
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chalicelib.errors import UpstreamUnavailable
+
+        try:
+            self.store.client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode(),
+                                         ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamUnavailable(f"could not write the training spec to s3://{bucket}/{key}: {exc}") from exc
+        return f"s3://{bucket}/{key}"

@@ -13,7 +13,6 @@ from moto import mock_aws
 from samples import SENSOR_TTL
 
 
-
 @pytest.fixture(scope="module")
 def aws_stack():
     """In-process moto with the stack's tables and bucket, shared by a module's tests

@@ -1,0 +1,38 @@
+"""Training routes: start a run, read runs, and the trainer's callbacks (token-authenticated)."""
+from chalice import Blueprint
+
+from chalicelib.api.http import callback_route, query_params, request_body, user_route
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+RUN_HEADER = "x-training-run-id"
+
+
+@user_route(bp, "/api/ml-models/train", methods=("POST",), status=202)
+def train_model():
+    return services().training.start(request_body(bp))
+
+
+@user_route(bp, "/api/ml-models/{model_id}/runs", methods=("GET",))
+def list_runs(model_id):
+    params = query_params(bp)
+    return services().training.list_runs(model_id, params.get("limit"), params.get("next_token"))
+
+
+@user_route(bp, "/api/ml-models/{model_id}/runs/{run_id}", methods=("GET",))
+def get_run(model_id, run_id):
+    return services().training.get_run(model_id, run_id)
+
+
+@callback_route(bp, "/api/ml-models/{model_id}/training/complete")
+def training_complete(model_id):
+    headers = bp.current_request.headers
+    return services().training.complete(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
+                                        request_body(bp))
+
+
+@callback_route(bp, "/api/ml-models/{model_id}/training/fail")
+def training_fail(model_id):
+    headers = bp.current_request.headers
+    return services().training.fail(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
+                                    request_body(bp))

@@ -1,0 +1,271 @@
+"""Training runs: accepting a train request, launching the trainer, and its callbacks.
+
+A run moves queued → submitted → running → succeeded | failed (or cancelled).
+The model record is the source of truth for "what is training now": it moves
+into `training` with one optimistic-locked write that also allocates the run's
+version number, so of N concurrent requests exactly one wins. Every way out of
+`training` (trainer callback, failed submission, launcher noticing a dead
+trainer) goes through `_finish`, which only acts for the model's current run.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord, TrainingRunRepository
+from chalicelib.adapters.launcher import JobLauncher, TrainingJob
+from chalicelib.adapters.s3 import parse_s3_uri
+from chalicelib.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized, UpstreamUnavailable
+from chalicelib.services import validation as v
+from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.storage_configs import StorageConfigService
+
+log = logging.getLogger("ml_models.training")
+
+NOT_TRAINABLE = ("training", "archived", "deprecated")
+RUN_STATUSES = ("queued", "submitted", "running", "succeeded", "failed", "cancelled")
+FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled")
+COMPLETED = {"status": "training completed"}
+FAILED = {"status": "training failed"}
+MAX_REASON = 2000
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        raise Unauthorized("missing bearer token: send Authorization: Bearer <run token>", field="Authorization")
+    return authorization[7:].strip()
+
+
+class TrainingService:
+    def __init__(self, models: ModelRepository, ontologies: OntologyRepository, runs: TrainingRunRepository,
+                 storage_configs: StorageConfigService, launcher: JobLauncher, spec_store: Any,
+                 callback_base_url: str, artifact_bucket: str, artifact_prefix: str,
+                 trainer_env: dict[str, str] | None = None, notify: Callable[..., None] | None = None,
+                 clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
+        self.models = models
+        self.ontologies = ontologies
+        self.runs = runs
+        self.storage_configs = storage_configs
+        self.launcher = launcher
+        self.spec_store = spec_store
+        self.callback_base_url = callback_base_url
+        self.artifact_bucket = artifact_bucket
+        self.artifact_prefix = artifact_prefix
+        self.trainer_env = trainer_env or {}
+        self.notify = notify or (lambda *args, **kwargs: None)
+        self.clock = clock
+        self.ids = ids
+
+    # ---- the train route -------------------------------------------------------------
+
+    def start(self, body: Any) -> dict[str, Any]:
+        body = v.require_object(body)
+        v.reject_unknown(body, ("model_id", "storage_ids", "training_config"))
+        model_id = v.string(body, "model_id", required=True, max_len=v.MAX_ID)
+        storage_ids = body.get("storage_ids") or []
+        if not isinstance(storage_ids, list) or not all(isinstance(s, str) and s for s in storage_ids):
+            raise InvalidInput("storage_ids must be an array of storage config ids", field="storage_ids")
+        override = v.training_config(body.get("training_config"), with_defaults=False)
+
+        model = self.models.get(model_id)
+        self._check_trainable(model)
+        storage = self.storage_configs.resolve(model["project_id"], list(dict.fromkeys(storage_ids)))
+        ontology = self.ontologies.get(model["ontology_id"])
+        config = {**model["training_config"], **override}
+
+        run_id = self.ids("run")
+        model, previous_status = self._enter_training(model_id, run_id)
+        token = secrets.token_urlsafe(32)
+        run = self._record_run(model, run_id, previous_status, config, storage, token)
+        self.notify("model.status_changed", model, previous_status=previous_status, run_id=run_id)
+        try:
+            spec_uri = self._write_spec(model, run, ontology, storage, config)
+            job = TrainingJob(run_id=run_id, model_id=model_id, project_id=model["project_id"],
+                              model_type=model["type"], callback_token=token,
+                              environment=self._trainer_environment(model_id, run_id, spec_uri))
+            job_name = self.launcher.submit(job)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, DomainError) else f"could not submit the training job: {exc}"
+            log.warning(json.dumps({"event": "submission_failed", "model_id": model_id, "run_id": run_id,
+                                    "reason": reason}))
+            self._finish(model_id, run_id, "failed", reason=f"submission failed: {reason}",
+                         model_status=previous_status)
+            if isinstance(exc, DomainError):
+                raise
+            raise UpstreamUnavailable(f"the training job could not be submitted: {exc}", field="model_id",
+                                      run_id=run_id) from exc
+        self._update_run(run_id, lambda r: {**r, "job_name": job_name,
+                                            **self._status(r, "submitted", "job submitted")})
+        log.info(json.dumps({"event": "training_submitted", "model_id": model_id, "run_id": run_id,
+                             "job_name": job_name}))
+        return self.models.public(self.models.get(model_id))
+
+    def _check_trainable(self, model: dict[str, Any]) -> None:
+        if model["status"] in NOT_TRAINABLE:
+            raise Conflict(f"model '{model['id']}' is {model['status']}; training cannot start",
+                           field="status", current_status=model["status"])
+
+    def _enter_training(self, model_id: str, run_id: str) -> tuple[dict[str, Any], str]:
+        """Move the model into training and allocate the run's version, in one locked write."""
+        for _ in range(RETRIES_ON_STALE):
+            current = self.models.get(model_id)
+            self._check_trainable(current)
+            updated = {**current, "status": "training", "training_task_id": run_id,
+                       "runs_started": (current.get("runs_started") or 0) + 1, "updated_at": self.clock()}
+            try:
+                return self.models.replace(updated), current["status"]
+            except StaleRecord:
+                continue
+        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="model_id")
+
+    def _record_run(self, model: dict[str, Any], run_id: str, previous_status: str, config: dict[str, Any],
+                    storage: list[dict[str, Any]], token: str) -> dict[str, Any]:
+        now = self.clock()
+        return self.runs.add({
+            "run_id": run_id, "model_id": model["id"], "project_id": model["project_id"],
+            "version": int(model["runs_started"]), "model_type": model["type"], "status": "queued",
+            "status_history": [{"status": "queued", "at": now, "note": "training accepted"}],
+            "training_config": config, "storage_ids": [s["id"] for s in storage],
+            "storage_uris": [s["uri"] for s in storage], "previous_model_status": previous_status,
+            "callback_token_hash": token_hash(token), "created_at": now, "updated_at": now,
+        })
+
+    def _write_spec(self, model: dict[str, Any], run: dict[str, Any], ontology: dict[str, Any],
+                    storage: list[dict[str, Any]], config: dict[str, Any]) -> str:
+        spec = {
+            "model_id": model["id"], "run_id": run["run_id"], "model_type": model["type"],
+            "version": run["version"],
+            "ontology": {"id": ontology["id"], "content": ontology["content"]},
+            "storage": [{"id": s["id"], "uri": s["uri"], "format": s["format"]} for s in storage],
+            "training_config": config,
+        }
+        key = f"runs/{model['id']}/{run['run_id']}/spec.json"
+        return self.spec_store.put_json(self.artifact_bucket, key, spec)
+
+    def _trainer_environment(self, model_id: str, run_id: str, spec_uri: str) -> dict[str, str]:
+        return {
+            **self.trainer_env,
+            "TRAINER_MODEL_ID": model_id,
+            "TRAINER_RUN_ID": run_id,
+            "TRAINER_CALLBACK_URL": self.callback_base_url,
+            "TRAINER_SPEC_URI": spec_uri,
+            "TRAINER_ARTIFACT_BUCKET": self.artifact_bucket,
+            "TRAINER_ARTIFACT_PREFIX": self.artifact_prefix,
+        }
+
+    # ---- runs ------------------------------------------------------------------------
+
+    def list_runs(self, model_id: str, limit: str | None, next_token: str | None) -> dict[str, Any]:
+        self.models.get(model_id)
+        items, token = self.runs.list_by_model(model_id, v.limit(limit), next_token)
+        return {"runs": [self.runs.public(r) for r in items], "next_token": token}
+
+    def get_run(self, model_id: str, run_id: str) -> dict[str, Any]:
+        run = self.runs.find(run_id)
+        if run is None or run["model_id"] != model_id:
+            raise NotFound(f"training run '{run_id}' does not exist for model '{model_id}'", field="run_id")
+        return self.runs.public(run)
+
+    # ---- callbacks -------------------------------------------------------------------
+
+    def authenticate(self, model_id: str, authorization: str | None, run_id: str | None) -> dict[str, Any]:
+        """The run this callback speaks for, after a constant-time check of its token."""
+        token = bearer_token(authorization)
+        if not run_id:
+            run_id = self.models.get(model_id)["training_task_id"]
+        run = self.runs.find(run_id) if run_id else None
+        expected = run["callback_token_hash"] if run and run["model_id"] == model_id else token_hash("")
+        if not hmac.compare_digest(token_hash(token), expected) or run is None:
+            raise Unauthorized("the bearer token is not valid for this model's training run", field="Authorization")
+        return run
+
+    def complete(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
+        run = self.authenticate(model_id, authorization, run_id)
+        body = v.require_object(body)
+        v.reject_unknown(body, ("model_artifact_path", "performance_metrics", "training_metrics"))
+        path = v.string(body, "model_artifact_path", required=True, max_len=1024)
+        parse_s3_uri(path, field="model_artifact_path")
+        performance = v.finite_metrics(body.get("performance_metrics") or {}, "performance_metrics")
+        training = v.finite_metrics(body.get("training_metrics") or {}, "training_metrics")
+        if run["status"] == "succeeded":
+            return COMPLETED  # a repeated callback: already recorded
+        self._finish(model_id, run["run_id"], "succeeded", artifact=path, performance=performance,
+                     training=training)
+        return COMPLETED
+
+    def fail(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
+        run = self.authenticate(model_id, authorization, run_id)
+        body = v.require_object(body)
+        v.reject_unknown(body, ("reason",))
+        reason = v.string(body, "reason", required=True, max_len=MAX_REASON)
+        if run["status"] == "failed":
+            return FAILED
+        self._finish(model_id, run["run_id"], "failed", reason=reason)
+        return FAILED
+
+    # ---- ending a run ----------------------------------------------------------------
+
+    def _finish(self, model_id: str, run_id: str, outcome: str, *, reason: str = "", artifact: str = "",
+                performance: dict | None = None, training: dict | None = None,
+                model_status: str | None = None) -> None:
+        """End `run_id`: the model leaves `training` (only if this is its current run), then the run."""
+        run = self.runs.get(run_id)
+        if run["status"] in FINAL_RUN_STATUSES:
+            raise Conflict(f"training run '{run_id}' already ended as {run['status']}", field="run_id",
+                           run_status=run["status"])
+        now = self.clock()
+        for _ in range(RETRIES_ON_STALE):
+            model = self.models.get(model_id)
+            if model["status"] != "training" or model["training_task_id"] != run_id:
+                raise Conflict(f"training run '{run_id}' is not the current run of model '{model_id}'",
+                               field="run_id", current_status=model["status"])
+            metadata = dict(model["metadata"])
+            if outcome == "succeeded":
+                metadata.pop("failure_reason", None)
+                updated = {**model, "status": "trained", "version": run["version"], "trained_at": now,
+                           "model_artifact_path": artifact, "performance_metrics": performance or {},
+                           "training_metrics": training or {}, "metadata": metadata, "updated_at": now}
+            else:
+                metadata["failure_reason"] = reason
+                updated = {**model, "status": model_status or "failed", "metadata": metadata, "updated_at": now}
+                if model_status is not None:  # the job never ran: put the model back as it was
+                    updated["training_task_id"] = ""
+            try:
+                updated = self.models.replace(updated)
+                break
+            except StaleRecord:
+                continue
+        else:
+            raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+
+        def end(r: dict[str, Any]) -> dict[str, Any]:
+            extra = {"model_artifact_path": artifact, "performance_metrics": performance or {},
+                     "training_metrics": training or {}} if outcome == "succeeded" else {"failure_reason": reason}
+            return {**r, **extra, **self._status(r, outcome, reason or "trainer reported completion")}
+
+        self._update_run(run_id, end)
+        log.info(json.dumps({"event": f"training_{outcome}", "model_id": model_id, "run_id": run_id,
+                             "reason": reason}))
+        self.notify("model.status_changed", self.models.public(updated), previous_status="training", run_id=run_id)
+
+    def _status(self, run: dict[str, Any], status: str, note: str) -> dict[str, Any]:
+        now = self.clock()
+        history = list(run["status_history"]) + [{"status": status, "at": now, "note": note[:500]}]
+        return {"status": status, "status_history": history, "updated_at": now}
+
+    def _update_run(self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        for _ in range(RETRIES_ON_STALE):
+            try:
+                return self.runs.replace(change(self.runs.get(run_id)))
+            except StaleRecord:
+                continue
+        raise Conflict(f"training run '{run_id}' is being changed concurrently; retry", field="run_id")

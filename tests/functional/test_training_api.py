@@ -1,0 +1,261 @@
+"""The train route, training runs, and the worker callbacks, with a fake launcher."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from chalicelib.adapters.launcher import TrainingJob, job_name
+from chalicelib.errors import UpstreamFailed
+
+
+class FakeLauncher:
+    """Records submitted jobs; can be told to refuse the next submission."""
+
+    def __init__(self) -> None:
+        self.jobs: list[TrainingJob] = []
+        self.refuse_with: Exception | None = None
+
+    def submit(self, job: TrainingJob) -> str:
+        if self.refuse_with is not None:
+            exc, self.refuse_with = self.refuse_with, None
+            raise exc
+        self.jobs.append(job)
+        return job_name(job.run_id)
+
+
+@pytest.fixture
+def launcher(api):
+    from chalicelib import wiring
+
+    fake = FakeLauncher()
+    wiring.services().training.launcher = fake
+    return fake
+
+
+@pytest.fixture
+def data(aws, api, project, ontology):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="train-data")
+    s3.put_object(Bucket="train-data", Key="sensors/a.csv", Body=b"temperature,humidity\n1,2\n")
+    reply = api.post("/api/storage-configs", {"project_id": project, "name": "sensors", "ontology_id": ontology["id"],
+                                              "uri": "s3://train-data/sensors/", "format": "csv"})
+    assert reply.status == 201, reply
+    return reply.json
+
+
+def train(api, model_id, **body):
+    return api.post("/api/ml-models/train", {"model_id": model_id, **body})
+
+
+def callback(api, job: TrainingJob, kind: str, body: dict, token: str | None = None, run_header: bool = True):
+    headers = {"Authorization": f"Bearer {token if token is not None else job.callback_token}"}
+    if run_header:
+        headers["X-Training-Run-Id"] = job.run_id
+    return api.post(f"/api/ml-models/{job.model_id}/training/{kind}", body, headers=headers)
+
+
+COMPLETE = {
+    "model_artifact_path": "s3://ml-models-artifacts-local/models/m/v1/",
+    "performance_metrics": {"accuracy": 0.95, "f1_score": 0.93, "precision": 0.94, "recall": 0.92},
+    "training_metrics": {"epoch": 50, "training_loss": 0.05, "validation_loss": 0.08},
+}
+
+
+def test_train_accepts_and_submits_one_job(api, launcher, make_model, data, ontology):
+    model = make_model(training_config={"train_test_split": 0.7, "random_seed": 1, "max_iterations": 5})
+    reply = train(api, model["id"], storage_ids=[data["id"]], training_config={"random_seed": 7})
+    assert reply.status == 202, reply
+    body = reply.json
+    assert body["status"] == "training" and body["training_task_id"].startswith("run-")
+    assert len(launcher.jobs) == 1
+    job = launcher.jobs[0]
+    assert job.run_id == body["training_task_id"] and job.model_type == model["type"]
+    env = job.environment
+    assert env["TRAINER_MODEL_ID"] == model["id"] and env["TRAINER_RUN_ID"] == job.run_id
+    assert "TRAINER_CALLBACK_TOKEN" not in env and job.callback_token
+    bucket, key = env["TRAINER_SPEC_URI"][5:].split("/", 1)
+    spec = json.loads(boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert spec["model_type"] == model["type"] and spec["version"] == 1
+    assert spec["ontology"] == {"id": ontology["id"], "content": ontology["content"]}
+    assert spec["storage"] == [{"id": data["id"], "uri": "s3://train-data/sensors/", "format": "csv"}]
+    assert spec["training_config"] == {"train_test_split": 0.7, "random_seed": 7, "max_iterations": 5}
+
+    run = api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json
+    assert run["status"] == "submitted" and run["version"] == 1 and run["job_name"] == job_name(job.run_id)
+    assert [h["status"] for h in run["status_history"]] == ["queued", "submitted"]
+    assert run["storage_uris"] == ["s3://train-data/sensors/"] and "callback_token_hash" not in run
+
+
+def test_empty_storage_ids_means_synthetic(api, launcher, make_model):
+    model = make_model()
+    assert train(api, model["id"]).status == 202
+    assert train(api, make_model()["id"], storage_ids=[]).status == 202
+    for job in launcher.jobs:
+        bucket, key = job.environment["TRAINER_SPEC_URI"][5:].split("/", 1)
+        spec = json.loads(boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key=key)["Body"]
+                          .read())
+        assert spec["storage"] == []
+
+
+@pytest.mark.parametrize("status", ["training", "archived", "deprecated"])
+def test_train_is_409_when_model_cannot_train(api, launcher, make_model, status):
+    from chalicelib.adapters.dynamo import ModelRepository
+
+    model = make_model()
+    repo = ModelRepository()
+    repo.replace({**repo.get(model["id"]), "status": status})
+    reply = train(api, model["id"])
+    assert reply.status == 409 and reply.json["current_status"] == status
+    assert launcher.jobs == []
+
+
+def test_train_input_errors(api, launcher, make_model, data):
+    model = make_model()
+    assert train(api, "model-nope").status == 404
+    reply = train(api, model["id"], storage_ids=["storage-nope"])
+    assert reply.status == 400 and reply.json["field"] == "storage_ids" and "storage-nope" in reply.json["message"]
+    reply = train(api, model["id"], storage_ids="abc")
+    assert reply.status == 400 and reply.json["field"] == "storage_ids"
+    reply = train(api, model["id"], training_config={"train_test_split": 2})
+    assert reply.status == 400 and reply.json["field"] == "training_config.train_test_split"
+    assert api.post("/api/ml-models/train", {}).json["field"] == "model_id"
+    assert launcher.jobs == [] and api.get(f"/api/ml-models/{model['id']}").json["status"] == "draft"
+
+
+def test_storage_of_another_project_is_refused(api, launcher, data, ontology):
+    other = api.post("/api/ontologies", {"project_id": "proj-elsewhere", "name": "o", "content": ontology["content"]})
+    model = api.post("/api/ml-models", {"project_id": "proj-elsewhere", "ontology_id": other.json["id"], "name": "m",
+                                        "type": "regression"}).json
+    reply = train(api, model["id"], storage_ids=[data["id"]])
+    assert reply.status == 400 and data["id"] in reply.json["message"]
+
+
+@pytest.mark.parametrize(("error", "status"), [(UpstreamFailed("kubernetes API refused: 403"), 502),
+                                               (RuntimeError("connection refused"), 503)])
+def test_failed_submission_puts_the_model_back(api, launcher, make_model, error, status):
+    model = make_model()
+    launcher.refuse_with = error
+    reply = train(api, model["id"])
+    assert reply.status == status, reply
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    assert after["status"] == "draft" and after["training_task_id"] == ""
+    assert "submission failed" in after["metadata"]["failure_reason"]
+    runs = api.get(f"/api/ml-models/{model['id']}/runs").json["runs"]
+    assert len(runs) == 1 and runs[0]["status"] == "failed" and runs[0]["failure_reason"]
+    # The model can be trained again once the cluster answers.
+    assert train(api, model["id"]).status == 202
+
+
+def test_complete_callback_records_the_trained_version(api, launcher, make_model):
+    model = make_model(metadata={"failure_reason": "earlier failure", "team": "x"})
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    reply = callback(api, job, "complete", COMPLETE)
+    assert reply.status == 200 and reply.json == {"status": "training completed"}
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    assert after["status"] == "trained" and after["version"] == 1 and after["trained_at"]
+    assert after["model_artifact_path"] == COMPLETE["model_artifact_path"]
+    assert after["performance_metrics"] == COMPLETE["performance_metrics"]
+    assert after["training_metrics"] == COMPLETE["training_metrics"]
+    assert after["metadata"] == {"team": "x"}
+    run = api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json
+    assert run["status"] == "succeeded" and run["performance_metrics"] == COMPLETE["performance_metrics"]
+
+    # Repeating it changes nothing.
+    assert callback(api, job, "complete", COMPLETE).json == {"status": "training completed"}
+    assert api.get(f"/api/ml-models/{model['id']}").json == after
+
+    # The next run gets the next version.
+    assert train(api, model["id"]).status == 202
+    reply = callback(api, launcher.jobs[-1], "complete", {**COMPLETE, "model_artifact_path": "s3://artifacts/models/m/v2/"})
+    assert reply.status == 200, reply
+    assert api.get(f"/api/ml-models/{model['id']}").json["version"] == 2
+
+
+def test_fail_callback_records_the_reason(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    reply = callback(api, job, "fail", {"reason": "Insufficient training data"})
+    assert reply.status == 200 and reply.json == {"status": "training failed"}
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    assert after["status"] == "failed" and after["metadata"]["failure_reason"] == "Insufficient training data"
+    assert callback(api, job, "fail", {"reason": "again"}).status == 200
+    assert api.get(f"/api/ml-models/{model['id']}").json == after
+    # A complete after the fail is refused.
+    assert callback(api, job, "complete", COMPLETE).status == 409
+
+
+def test_forged_callbacks_are_401(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    assert callback(api, job, "complete", COMPLETE, token="forged").status == 401
+    assert callback(api, job, "fail", {"reason": "x"}, token="").status == 401
+    reply = api.post(f"/api/ml-models/{model['id']}/training/complete", COMPLETE)
+    assert reply.status == 401 and reply.json["field"] == "Authorization"
+    # Another model's token does not open this model.
+    other = make_model()
+    train(api, other["id"])
+    other_job = launcher.jobs[-1]
+    forged = TrainingJob(run_id=other_job.run_id, model_id=model["id"], project_id="", model_type="",
+                         callback_token=other_job.callback_token)
+    assert callback(api, forged, "complete", COMPLETE).status == 401
+    assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"
+
+
+def test_callback_without_run_header_speaks_for_the_current_run(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    assert callback(api, launcher.jobs[-1], "complete", COMPLETE, run_header=False).status == 200
+
+
+def test_stale_run_is_409(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    first = launcher.jobs[-1]
+    # The first run is superseded: it failed, the user trained again.
+    callback(api, first, "fail", {"reason": "x"})
+    train(api, model["id"])
+    second = launcher.jobs[-1]
+    reply = callback(api, first, "complete", COMPLETE)
+    assert reply.status == 409
+    assert callback(api, second, "complete", COMPLETE).status == 200
+
+
+def test_callback_bodies_are_validated(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    assert callback(api, job, "complete", {"performance_metrics": {}}).json["field"] == "model_artifact_path"
+    assert callback(api, job, "complete", {**COMPLETE, "model_artifact_path": "/tmp/x"}).status == 400
+    headers = {"Authorization": f"Bearer {job.callback_token}", "X-Training-Run-Id": job.run_id}
+    raw = b'{"model_artifact_path": "s3://artifacts/k/", "performance_metrics": {"accuracy": 1e999}}'
+    reply = api.request("POST", f"/api/ml-models/{model['id']}/training/complete", raw=raw, headers=headers)
+    assert reply.status == 400 and reply.json["field"] == "performance_metrics.accuracy"
+    assert callback(api, job, "fail", {}).json["field"] == "reason"
+    assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"
+
+
+def test_put_during_training_is_not_lost_by_the_callback(api, launcher, make_model):
+    model = make_model()
+    train(api, model["id"])
+    assert api.put(f"/api/ml-models/{model['id']}", {"name": "renamed", "metadata": {"k": 1}}).status == 200
+    callback(api, launcher.jobs[-1], "complete", COMPLETE)
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    assert after["name"] == "renamed" and after["metadata"] == {"k": 1} and after["status"] == "trained"
+
+
+def test_runs_are_listed_newest_first_and_paginated(api, launcher, make_model):
+    model = make_model()
+    for _ in range(3):
+        train(api, model["id"])
+        callback(api, launcher.jobs[-1], "fail", {"reason": "x"})
+    page = api.get(f"/api/ml-models/{model['id']}/runs?limit=2").json
+    assert [r["version"] for r in page["runs"]] == [3, 2] and page["next_token"]
+    rest = api.get(f"/api/ml-models/{model['id']}/runs?limit=2&next_token={page['next_token']}").json
+    assert [r["version"] for r in rest["runs"]] == [1]
+    assert api.get(f"/api/ml-models/{model['id']}/runs/run-nope").status == 404
+    assert api.get("/api/ml-models/model-nope/runs").status == 404
