@@ -1,7 +1,7 @@
 """The ML Models control plane: a Chalice app. It wires blueprints; the logic lives in chalicelib."""
 from chalice import Chalice
 
-from chalicelib.api import ml_models, ontologies, storage_configs, training
+from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training
 from chalicelib.api.http import guard_request
 from chalicelib.config import MAX_BODY_BYTES
 
@@ -9,6 +9,7 @@ app = Chalice(app_name="ml-models")
 app.debug = False  # error bodies never carry tracebacks; they are logged instead
 
 app.register_blueprint(ml_models.bp)
+app.register_blueprint(recommend.bp)
 app.register_blueprint(ontologies.bp)
 app.register_blueprint(storage_configs.bp)
 app.register_blueprint(training.bp)

@@ -1,0 +1,8 @@
+"""The model-type recommender's pure parts: sampling, profiling, probes and scoring.
+
+Everything here runs in the Lambda package, so it uses the standard library only
+(no numpy, pandas or scikit-learn). `sample` reads a bounded sample from S3 through
+the S3 adapter; `profile` describes the ontology and the sampled columns; `probes`
+fits two tiny models on the sample (a ridge fit and a shallow tree); `scoring` turns
+all of it into a score per model type with the shipped rule table `rules.json`.
+"""

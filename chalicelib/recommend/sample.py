@@ -1,0 +1,269 @@
+"""A bounded sample of one storage config's data, read from S3 with ranged GETs.
+
+The bound, per storage config (whatever the data's size):
+- at most `MAX_OBJECTS_LISTED` keys are listed and `MAX_OBJECTS_SAMPLED` objects read, picked
+  evenly over the key order;
+- at most `MAX_BYTES` bytes are read in total. An object that fits its share of the budget is
+  read whole; a larger one is read as `CHUNKS` ranges spread evenly over it (the first at byte 0,
+  where the CSV header is), and only the complete lines inside each range are parsed;
+- at most `MAX_ROWS` rows are kept (evenly spaced over those parsed).
+So no request ever loads a whole dataset, and the cost of a recommendation does not grow
+with the data. The row count is estimated from object sizes and the mean bytes per sampled
+row (exact when every object was read whole).
+
+csv and jsonl are sampled. Parquet is not: reading it needs a Parquet reader (pyarrow), which
+the Lambda package does not ship, so a parquet config reports its objects and sizes, no rows,
+and the recommendation falls back on the ontology. Values are kept as text (None = missing).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.errors import InvalidInput
+
+MAX_BYTES = 1_000_000
+MAX_ROWS = 2_000
+MAX_OBJECTS_SAMPLED = 4
+MAX_OBJECTS_LISTED = 1_000
+CHUNKS = 8
+# More than this share of undecodable characters and an object is not treated as text.
+MAX_BAD_CHARS = 0.01
+
+BOUND = {
+    "max_rows_per_storage_config": MAX_ROWS,
+    "max_bytes_read_per_storage_config": MAX_BYTES,
+    "max_objects_read_per_storage_config": MAX_OBJECTS_SAMPLED,
+    "max_objects_listed_per_storage_config": MAX_OBJECTS_LISTED,
+    "ranges_per_large_object": CHUNKS,
+}
+
+
+@dataclass
+class Sample:
+    storage_id: str
+    format: str
+    uri: str
+    columns: list[str] = field(default_factory=list)
+    rows: list[dict[str, str | None]] = field(default_factory=list)
+    objects: int = 0
+    objects_read: int = 0
+    total_bytes: int = 0
+    bytes_read: int = 0
+    rows_parsed: int = 0
+    rows_rejected: int = 0
+    estimated_rows: int | None = None
+    row_count_exact: bool = False
+    listing_truncated: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "storage_id": self.storage_id, "uri": self.uri, "format": self.format,
+            "objects": self.objects, "objects_read": self.objects_read,
+            "total_bytes": self.total_bytes, "bytes_read": self.bytes_read,
+            "rows_sampled": len(self.rows), "rows_rejected": self.rows_rejected,
+            "estimated_rows": self.estimated_rows, "row_count_exact": self.row_count_exact,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass
+class _Chunk:
+    text: str
+    at_start: bool
+    nbytes: int
+
+
+def sample_storage(s3: Any, config: dict[str, Any]) -> Sample:
+    """Sample the storage config's objects within the bound; S3 failures become problems, not errors."""
+    from chalicelib.adapters.s3 import parse_s3_uri
+
+    sample = Sample(storage_id=config["id"], format=config.get("format", "csv"), uri=config["uri"])
+    try:
+        location = parse_s3_uri(config["uri"])
+        objects = s3.list_objects(location, max_objects=MAX_OBJECTS_LISTED)
+    except InvalidInput as exc:
+        sample.problems.append(f"storage config '{sample.storage_id}': {exc.message}")
+        return sample
+    objects = sorted(objects, key=lambda o: o.key)
+    sample.objects = len(objects)
+    sample.total_bytes = sum(o.size for o in objects)
+    sample.listing_truncated = len(objects) >= MAX_OBJECTS_LISTED
+    if not objects:
+        sample.problems.append(f"storage config '{sample.storage_id}': no objects under {sample.uri}")
+        return sample
+    if sample.format == "parquet":
+        sample.problems.append(
+            f"storage config '{sample.storage_id}' is parquet: not sampled (the API runtime has no Parquet "
+            "reader); row count unknown"
+        )
+        return sample
+    _read_objects(s3, location, objects, sample)
+    return sample
+
+
+def _pick(objects: list, k: int) -> list:
+    if len(objects) <= k:
+        return list(objects)
+    return [objects[round(i * (len(objects) - 1) / (k - 1))] for i in range(k)]
+
+
+def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None:
+    chosen = _pick(objects, MAX_OBJECTS_SAMPLED)
+    share = MAX_BYTES // len(chosen)
+    rows: list[dict[str, str | None]] = []
+    parsed_bytes = parsed_rows = 0
+    whole = True
+    for obj in chosen:
+        if obj.size == 0:
+            continue
+        try:
+            chunks = _read_chunks(s3, location, obj, share)
+        except InvalidInput as exc:
+            sample.problems.append(f"object {obj.key}: {exc.message}")
+            continue
+        whole = whole and len(chunks) == 1
+        sample.bytes_read += sum(c.nbytes for c in chunks)
+        sample.objects_read += 1
+        got, nbytes, lines = _parse_object(obj.key, chunks, sample)
+        rows.extend(got)
+        parsed_bytes += nbytes
+        parsed_rows += lines
+    sample.rows_parsed = len(rows)
+    sample.rows = _evenly(rows, MAX_ROWS)
+    if parsed_rows:
+        exact = whole and sample.objects_read == len(objects) and not sample.listing_truncated
+        sample.row_count_exact = exact
+        sample.estimated_rows = len(rows) if exact else round(sample.total_bytes * parsed_rows / parsed_bytes)
+
+
+def _read_chunks(s3: Any, location: Any, obj: Any, share: int) -> list[_Chunk]:
+    if obj.size <= share:
+        data = s3.read_range(location, obj.key, 0, obj.size - 1)
+        return [_Chunk(_decode(data), True, len(data))] if data is not None else []
+    size = max(1, share // CHUNKS)
+    chunks = []
+    for j in range(CHUNKS):
+        start = round(j * (obj.size - size) / (CHUNKS - 1))
+        data = s3.read_range(location, obj.key, start, start + size - 1)
+        text = _decode(data)
+        if start > 0:  # drop the partial line the range starts in
+            text = text.split("\n", 1)[1] if "\n" in text else ""
+        if start + size < obj.size:  # and the partial line it ends in
+            text = text.rsplit("\n", 1)[0] + "\n" if "\n" in text else ""
+        chunks.append(_Chunk(text, start == 0, len(data)))
+    return chunks
+
+
+def _decode(data: bytes) -> str:
+    if b"\x00" in data:
+        raise _NotText("it contains NUL bytes (binary, not text)")
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    if text and bad > MAX_BAD_CHARS * len(text):
+        raise _NotText(f"{bad} of {len(text)} characters are not valid UTF-8 (binary, not text)")
+    return text
+
+
+class _NotText(InvalidInput):
+    pass
+
+
+def _parse_object(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
+    """Rows of one object, the bytes of the lines parsed, and how many lines that was."""
+    if sample.format == "jsonl":
+        return _parse_jsonl(key, chunks, sample)
+    return _parse_csv(key, chunks, sample)
+
+
+def _parse_csv(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
+    first = chunks[0].text if chunks else ""
+    header_line, _, first_body = first.partition("\n")
+    header = next(csv.reader([header_line]), [])
+    header = [h.strip() for h in header]
+    if not header or not any(header):
+        sample.problems.append(f"object {key}: no CSV header line")
+        return [], 0, 0
+    if len(set(header)) != len(header):
+        sample.problems.append(f"object {key}: the CSV header repeats a column name")
+    for name in header:
+        if name not in sample.columns:
+            sample.columns.append(name)
+    rows, ragged, nbytes, lines = [], 0, 0, 0
+    bodies = [first_body] + [c.text for c in chunks[1:]]
+    for body in bodies:
+        nbytes += len(body.encode("utf-8"))
+        for record in csv.reader(io.StringIO(body)):
+            if not record or record == [""]:
+                continue
+            lines += 1
+            if len(record) != len(header):
+                ragged += 1
+                continue
+            rows.append({h: (v if v.strip() != "" else None) for h, v in zip(header, record, strict=True)})
+    if ragged:
+        sample.rows_rejected += ragged
+        sample.problems.append(
+            f"object {key}: {ragged} of {lines} sampled rows have a different number of fields than the "
+            f"header ({len(header)}) and were skipped"
+        )
+    return rows, nbytes, lines
+
+
+def _parse_jsonl(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
+    rows, bad, nbytes, lines = [], 0, 0, 0
+    for chunk in chunks:
+        nbytes += len(chunk.text.encode("utf-8"))
+        for line in chunk.text.splitlines():
+            if not line.strip():
+                continue
+            lines += 1
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                bad += 1
+                continue
+            for name in value:
+                if name not in sample.columns:
+                    sample.columns.append(name)
+            rows.append({str(k): _text(v) for k, v in value.items()})
+    if bad:
+        sample.rows_rejected += bad
+        sample.problems.append(f"object {key}: {bad} of {lines} sampled lines are not JSON objects and were skipped")
+    return rows, nbytes, lines
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    text = str(value)
+    return text if text.strip() != "" else None
+
+
+def _evenly(rows: list, limit: int) -> list:
+    if len(rows) <= limit:
+        return rows
+    return [rows[i * len(rows) // limit] for i in range(limit)]
+
+
+def merge_rows(samples: list[Sample], limit: int = MAX_ROWS) -> tuple[list[str], list[dict[str, str | None]]]:
+    """The columns (first-seen order) and up to `limit` rows of all samples, evenly from each."""
+    columns: list[str] = []
+    for sample in samples:
+        columns += [c for c in sample.columns if c not in columns]
+    with_rows = [s for s in samples if s.rows]
+    if not with_rows:
+        return columns, []
+    per = max(1, limit // len(with_rows))
+    rows = [row for s in with_rows for row in _evenly(s.rows, per)]
+    return columns, rows[:limit]

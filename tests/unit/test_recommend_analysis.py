@@ -1,0 +1,163 @@
+"""The recommender's pure parts: bounded sampling over a fake S3, probes, scores and the tie rule."""
+from __future__ import annotations
+
+import json
+import random
+
+from chalicelib.adapters.s3 import S3Object
+from chalicelib.ontology import summarize
+from chalicelib.recommend import probes, sample, scoring
+from chalicelib.recommend.engine import recommend
+from chalicelib.recommend.profile import Column
+
+TTL = """\
+@prefix owl: <http://www.w3.org/2002/07/owl#> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+@prefix ex: <http://example.org/d#> .
+ex:Row a owl:Class .
+ex:a a owl:DatatypeProperty ; rdfs:range xsd:double .
+ex:b a owl:DatatypeProperty ; rdfs:range xsd:double .
+ex:city a owl:DatatypeProperty ; rdfs:range xsd:string .
+ex:target a owl:DatatypeProperty ; rdfs:range xsd:double .
+"""
+
+
+class FakeS3:
+    """Objects in memory; records every ranged read so tests can check the byte bound."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.reads: list[tuple[str, int, int]] = []
+
+    def list_objects(self, location, max_objects=1000):
+        keys = sorted(k for k in self.objects if k.startswith(location.prefix))
+        return [S3Object(k, len(self.objects[k]), "etag") for k in keys][:max_objects]
+
+    def read_range(self, location, key, start, end):
+        self.reads.append((key, start, end))
+        return self.objects[key][start:end + 1]
+
+
+def linear_csv(rows: int, seed: int = 1, noise: float = 0.1) -> bytes:
+    rng = random.Random(seed)
+    lines = ["a,b,city,target"]
+    for _ in range(rows):
+        a, b = rng.gauss(0, 1), rng.gauss(0, 1)
+        lines.append(f"{a:.5f},{b:.5f},{rng.choice(['x', 'y', 'z'])},{2 * a - b + rng.gauss(0, noise):.5f}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def config(fmt: str = "csv") -> dict:
+    return {"id": "storage-1", "uri": "s3://bucket/data/", "format": fmt}
+
+
+def test_small_object_is_read_whole_and_counted_exactly():
+    s3 = FakeS3({"data/part-0.csv": linear_csv(500)})
+    got = sample.sample_storage(s3, config())
+    assert got.columns == ["a", "b", "city", "target"] and len(got.rows) == 500
+    assert got.estimated_rows == 500 and got.row_count_exact and not got.problems
+    assert s3.reads == [("data/part-0.csv", 0, len(s3.objects["data/part-0.csv"]) - 1)]
+
+
+def test_large_object_is_read_in_bounded_ranges_and_estimated():
+    body = linear_csv(60_000)
+    s3 = FakeS3({"data/big.csv": body})
+    got = sample.sample_storage(s3, config())
+    assert got.bytes_read <= sample.MAX_BYTES < len(body)
+    assert len(s3.reads) == sample.CHUNKS and s3.reads[0][1] == 0
+    assert len(got.rows) == sample.MAX_ROWS and not got.row_count_exact
+    assert abs(got.estimated_rows - 60_000) / 60_000 < 0.05
+    assert all(len(row) == 4 and row["a"] is not None for row in got.rows)  # only complete lines were parsed
+
+
+def test_many_objects_only_a_few_are_read():
+    s3 = FakeS3({f"data/part-{i:03d}.csv": linear_csv(100, seed=i) for i in range(40)})
+    got = sample.sample_storage(s3, config())
+    assert got.objects == 40 and got.objects_read == sample.MAX_OBJECTS_SAMPLED
+    assert {key for key, _, _ in s3.reads} == {"data/part-000.csv", "data/part-013.csv", "data/part-026.csv",
+                                               "data/part-039.csv"}
+    assert abs(got.estimated_rows - 4000) <= 40 and not got.row_count_exact
+
+
+def test_jsonl_rows_and_bad_lines():
+    lines = [json.dumps({"a": i, "b": None, "city": "x", "target": i * 2.0}) for i in range(30)] + ["[1]", "{oops"]
+    s3 = FakeS3({"data/rows.jsonl": ("\n".join(lines) + "\n").encode()})
+    got = sample.sample_storage(s3, config("jsonl"))
+    assert len(got.rows) == 30 and got.rows[3] == {"a": "3", "b": None, "city": "x", "target": "6.0"}
+    assert got.rows_rejected == 2 and "not JSON objects" in got.problems[0]
+
+
+def test_parquet_is_not_sampled_and_says_why():
+    s3 = FakeS3({"data/part.parquet": b"PAR1" + b"\x00" * 100 + b"PAR1"})
+    got = sample.sample_storage(s3, config("parquet"))
+    assert got.rows == [] and got.objects == 1 and got.estimated_rows is None and s3.reads == []
+    assert "no Parquet reader" in got.problems[0]
+
+
+def test_empty_prefix_is_a_problem_not_an_error():
+    got = sample.sample_storage(FakeS3({}), config())
+    assert got.rows == [] and "no objects" in got.problems[0]
+
+
+def column(name: str, kind: str, values: list) -> Column:
+    return Column(name, kind, [None if v is None else str(v) for v in values])
+
+
+def test_probes_see_linear_and_nonlinear_targets():
+    rng = random.Random(3)
+    xs = [(rng.uniform(-1, 1), rng.uniform(-1, 1)) for _ in range(400)]
+    features = [column("a", "number", [a for a, _ in xs]), column("b", "number", [b for _, b in xs])]
+    linear = column("t", "number", [3 * a + b for a, b in xs])
+    step = column("t", "string", ["p" if a * b > 0 else "n" for a, b in xs])
+    lin = probes.cross_validate(probes.encode(features, linear, "regression"))
+    assert lin["linear"] > 0.99 and lin["linear"] > lin["tree"]
+    xor = probes.cross_validate(probes.encode(features, step, "classification"))
+    assert xor["tree"] > 0.9 and xor["linear"] < 0.7
+
+
+def test_probe_input_is_bounded():
+    rng = random.Random(4)
+    features = [column(f"f{i}", "number", [rng.random() for _ in range(3000)]) for i in range(80)]
+    target = column("t", "number", [rng.random() for _ in range(3000)])
+    problem = probes.encode(features, target, "regression")
+    assert len(problem.y) == probes.PROBE_ROWS and problem.dims <= probes.MAX_DIMS
+
+
+def test_solve_matches_a_known_system():
+    w = probes.solve([[4.0, 2.0], [2.0, 3.0]], [[10.0], [8.0]])
+    assert abs(w[0][0] - 1.75) < 1e-9 and abs(w[1][0] - 1.5) < 1e-9
+
+
+def test_ties_follow_the_documented_order():
+    assert scoring.choose({t: 50.0 for t in scoring.MODEL_TYPES}) == "random_forest"
+    tied = {"decision_tree": 80.0, "random_forest": 70.0, "regression": 80.0, "neural_network": 80.0}
+    assert scoring.choose(tied) == "regression"
+    assert scoring.choose({**tied, "decision_tree": 80.1}) == "decision_tree"
+
+
+def test_estimates_follow_the_rule_table():
+    params = {"rf_offset": 0.01, "rf_gain": 0.5, "nn_offset": -0.02, "nn_gain": 0.0, "nn_rows": 0.0, "dt_offset": -0.05}
+    est = scoring.estimate("regression", {"linear": 0.6, "tree": 0.8}, 1000, params)
+    expected = {"regression": 0.6, "random_forest": 0.91, "neural_network": 0.58, "decision_tree": 0.75}
+    assert {t: round(v, 9) for t, v in est.items()} == expected
+    assert scoring.to_scores({**est, "regression": -0.4})["regression"] == 0.0
+
+
+def test_engine_linear_data_end_to_end():
+    s3 = FakeS3({"data/part-0.csv": linear_csv(1500, noise=0.05)})
+    result = recommend(summarize(TTL), [sample.sample_storage(s3, config())])
+    assert result["task"] == "regression" and result["score_basis"] == "estimated_test_metric"
+    assert result["data_analysis"]["probes"]["linear"] > 0.99
+    assert result["all_scores"]["regression"] > 99
+    assert result["recommended_type"] == scoring.choose(result["all_scores"])
+    assert result == recommend(summarize(TTL), [sample.sample_storage(s3, config())])
+
+
+def test_engine_without_target_uses_priors():
+    ttl = TTL.replace("ex:target", "ex:value")
+    s3 = FakeS3({"data/part-0.csv": linear_csv(50).replace(b"target", b"value")})
+    result = recommend(summarize(ttl), [sample.sample_storage(s3, config())])
+    assert result["task"] == "unknown" and result["score_basis"] == "prior_points"
+    assert result["data_analysis"]["target"]["task"] == "unknown"
+    assert any("little data" in s for s in result["reasoning"])
