@@ -12,11 +12,14 @@ import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from trainer.errors import TrainingFailed
-from trainer.pipeline import TrainingResult
 from trainer.spec import TrainingSpec
 from trainer.storage import exists, put_file
+
+if TYPE_CHECKING:  # the pipeline pulls in scikit-learn; a run that fails early should not pay for it
+    from trainer.pipeline import TrainingResult
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

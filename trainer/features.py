@@ -6,7 +6,6 @@ model, so the artifact is the whole inference path from raw rows.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from trainer.errors import TrainingFailed
-from trainer.ontology import Column
+from trainer.ontology import Column, is_identifier_name
 
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
@@ -24,7 +23,6 @@ HIGH_CARDINALITY_RATIO = 0.5
 MIN_ROWS_FOR_UNIQUENESS_RULE = 20
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
-_ID_NAME = re.compile(r"(^(id|uuid|guid)$)|([_\-\s](id|uuid|guid)$)|([a-z0-9]Id$)|(^(uuid|guid))", re.IGNORECASE)
 
 
 def coerce_column(series: pd.Series, kind: str) -> pd.Series:
@@ -109,7 +107,7 @@ def plan_features(frame: pd.DataFrame, columns: list[Column], target: Column) ->
 
 
 def _exclusion_reason(series: pd.Series, column: Column) -> str | None:
-    if _ID_NAME.search(column.name):
+    if is_identifier_name(column.name):
         return "identifier-like name"
     if column.kind != "string":
         return None

@@ -64,10 +64,8 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
     """Everything between the environment and the final report; returns (artifact URI, TrainingResult)."""
     from trainer.artifacts import ArtifactLocation, build_manifest, ensure_version_is_free, upload
     from trainer.ontology import choose_target, parse_columns
-    from trainer.pipeline import train_and_evaluate
     from trainer.spec import parse_spec
     from trainer.storage import load_training_data, read_spec, s3_client
-    from trainer.synthetic import synthetic_frame
 
     s3 = s3_client(settings.endpoint_url)
     spec = parse_spec(settings.spec_json if settings.spec_json is not None else read_spec(s3, settings.spec_uri))
@@ -77,7 +75,6 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
                 f"spec {field} {getattr(spec, field)!r} does not match TRAINER_{field.upper()} {expected!r}"
             )
     spec = _with_identity(spec, settings)
-    configure_torch(settings.torch_threads, spec.config.random_seed)
     location = ArtifactLocation.for_version(
         settings.artifact_bucket, settings.artifact_prefix, spec.model_id, spec.version
     )
@@ -89,10 +86,15 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
         frame = loaded.frame
         data = {"synthetic": False, "objects": loaded.lineage, "rows": len(frame)}
     else:
+        from trainer.synthetic import synthetic_frame
+
         frame = synthetic_frame(columns, target, spec.config.synthetic_rows, spec.config.random_seed)
         data = {"synthetic": True, "objects": [], "rows": len(frame), "generator": "trainer.synthetic.synthetic_frame"}
     data["ontology_id"] = spec.ontology_id
     log.info("data ready", extra={"rows": len(frame), "synthetic": data["synthetic"], "model_type": spec.model_type})
+    from trainer.pipeline import train_and_evaluate  # scikit-learn (and torch) load only once data is ready
+
+    configure_torch(settings.torch_threads, spec.config.random_seed)
     result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch)
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)

@@ -6,6 +6,7 @@ decides the column kind. rdflib is imported only where Turtle is parsed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -27,6 +28,21 @@ _XSD_KINDS = {
     "boolean": "boolean",
     **dict.fromkeys(("dateTime", "date", "dateTimeStamp"), "datetime"),
 }
+
+
+_KEY_SUFFIX = re.compile(r"[_\-\s](id|uuid|guid)$")
+_CAMEL_KEY_SUFFIX = re.compile(r"[a-z0-9](Id|ID|Uuid|UUID|Guid|GUID)$")
+
+
+def is_identifier_name(name: str) -> bool:
+    """id, uuid, customer_id, order-id, customerId...: names of keys, not of features ("paid", "valid" are not)."""
+    lower = name.lower()
+    return (
+        lower in ("id", "uuid", "guid", "key")
+        or lower.startswith(("uuid", "guid"))
+        or bool(_KEY_SUFFIX.search(lower))
+        or bool(_CAMEL_KEY_SUFFIX.search(name))
+    )
 
 
 @dataclass(frozen=True)

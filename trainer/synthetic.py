@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trainer.features import _ID_NAME
-from trainer.ontology import Column
+from trainer.ontology import Column, is_identifier_name
 
 CATEGORIES_PER_COLUMN = 5
 MISSING_FRACTION = 0.02
@@ -37,7 +36,7 @@ def synthetic_frame(columns: list[Column], target: Column, rows: int, seed: int)
 
 def _feature(column: Column, rows: int, rng) -> tuple[pd.Series, np.ndarray | None]:
     """(values, standardised signal); identifiers and free text carry no signal."""
-    if _ID_NAME.search(column.name):
+    if is_identifier_name(column.name):
         return pd.Series([f"{column.name}-{i:07d}" for i in range(rows)]), None
     if column.kind == "number":
         z = rng.normal(size=rows)

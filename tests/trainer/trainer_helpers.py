@@ -53,7 +53,10 @@ class CallbackReceiver:
             self._starter.start()
 
     def start(self) -> None:
-        self._starter.start()
+        """Start listening now (once; later calls do nothing)."""
+        with self._lock:
+            if not self._starter.is_alive() and not self._starter.finished.is_set():
+                self._starter.start()
 
     def _serve(self) -> None:
         receiver = self
