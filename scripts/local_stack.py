@@ -40,6 +40,30 @@ OUTPUT_ENV = {
 log = logging.getLogger("local_stack")
 
 
+def embedded_aws(port: int, host: str = "127.0.0.1"):
+    """moto server serving one request at a time.
+
+    Real DynamoDB applies a conditional write atomically; moto checks and writes
+    in two steps, so with concurrent request threads two conditional writes could
+    both pass. Serialising requests restores the atomicity the app relies on.
+    """
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class SerialMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(self._ip_address, self._port, app, threaded=False,
+                                       request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=0.05)
+
+    server = SerialMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    return server
+
+
 def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str = BUCKET,
                        region: str = REGION) -> dict[str, str]:
     """Deploy infra/cloudformation/data-stores.yaml (idempotently); return the app's env vars."""
@@ -81,9 +105,9 @@ def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str
 
 def start_api(port: int, env: dict[str, str], host: str = "127.0.0.1", log_file=None) -> subprocess.Popen:
     """Start `chalice local` for the local stage and wait until it answers."""
-    chalice = Path(sys.executable).with_name("chalice")
     proc = subprocess.Popen(
-        [str(chalice), "local", "--host", host, "--port", str(port), "--stage", STAGE, "--no-autoreload"],
+        [sys.executable, "-m", "scripts.chalice_local", "local", "--host", host, "--port", str(port),
+         "--stage", STAGE, "--no-autoreload"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None,
         start_new_session=True,
     )
@@ -123,18 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="use this AWS endpoint (e.g. LocalStack) instead of starting moto server")
     args = parser.parse_args(argv)
+    # `kill` and Ctrl-C both stop everything this started.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     moto = None
     endpoint = args.endpoint_url
     if endpoint is None:
-        from moto.server import ThreadedMotoServer
-
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
-        moto.start()
+        moto = embedded_aws(args.moto_port)
         endpoint = f"http://127.0.0.1:{args.moto_port}"
         log.info("moto server (embedded AWS) on %s", endpoint)
     data_env = deploy_data_stores(endpoint)

@@ -1,0 +1,100 @@
+"""Integration tier: the real local stack as processes on free ports.
+
+moto server (serial, see scripts/local_stack.embedded_aws) in this process,
+`chalice local` as a subprocess, and trainers started by the local launcher.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from scripts import local_stack
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Http:
+    """A tiny JSON-over-HTTP client (what curl does in the README)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def request(self, method: str, path: str, body=None, headers=None, raw: bytes | None = None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        req = urllib.request.Request(self.base + path, data=data, headers=hdrs, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        return status, (json.loads(payload) if payload else None)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def wait_for_status(self, model_id: str, statuses: tuple[str, ...], timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, model = self.get(f"/api/ml-models/{model_id}")
+            assert status == 200, model
+            if model["status"] in statuses:
+                return model
+            time.sleep(0.5)
+        raise AssertionError(f"model {model_id} still {model['status']} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """moto server + data stores from the CloudFormation template + chalice local; yields handles."""
+    moto_port, api_port = _free_port(), _free_port()
+    moto = local_stack.embedded_aws(moto_port)
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    log = tempfile.NamedTemporaryFile(prefix="chalice-local-", suffix=".log", delete=False)
+    try:
+        data_env = local_stack.deploy_data_stores(endpoint)
+        env = local_stack.app_environment(endpoint, api_port, data_env)
+        env["LOCAL_MAX_CONCURRENT_JOBS"] = "2"
+        env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-runs-")
+        api = local_stack.start_api(api_port, env, log_file=log)
+        try:
+            yield Stack(Http(f"http://127.0.0.1:{api_port}"), endpoint, data_env, log.name)
+        finally:
+            local_stack.stop(api)
+    finally:
+        moto.stop()
+        log.close()
+        os.unlink(log.name)
+
+
+class Stack:
+    def __init__(self, http: Http, endpoint: str, env: dict[str, str], log_path: str) -> None:
+        self.http = http
+        self.endpoint = endpoint
+        self.env = env
+        self.log_path = log_path
+
+    def s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
