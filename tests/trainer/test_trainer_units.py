@@ -1,0 +1,345 @@
+"""Unit tests of the trainer's pure parts: ontology, spec, features, models, metrics, callbacks, artifacts."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from ontologies import CUSTOMER_TTL
+from sklearn.datasets import load_iris, load_wine
+
+from trainer.callback import CallbackClient, CallbackRejected, ProgressThrottle, Reporter
+from trainer.config import Settings
+from trainer.errors import ArtifactError, TrainingFailed
+from trainer.metrics import finite_only
+from trainer.ontology import choose_target, ontology_from_frame, parse_columns
+from trainer.pipeline import train_and_evaluate
+from trainer.spec import TrainingConfig, parse_spec
+from trainer.synthetic import synthetic_frame
+
+MODEL_TYPES = ["decision_tree", "random_forest", "regression", "neural_network"]
+BASE = {"train_test_split": 0.75, "random_seed": 11, "max_iterations": 15, "learning_rate": 0.01}
+
+
+@pytest.fixture(scope="module")
+def wine():
+    frame = load_wine(as_frame=True).frame
+    return frame, ontology_from_frame(frame, "target", "Wine")
+
+
+@pytest.fixture(scope="module")
+def customers():
+    columns = parse_columns(CUSTOMER_TTL)
+    return synthetic_frame(columns, choose_target(columns, None), rows=400, seed=4)
+
+
+# --- ontology -----------------------------------------------------------------------------------------------------
+
+def test_datatype_properties_become_typed_columns():
+    columns = {c.name: c.kind for c in parse_columns(CUSTOMER_TTL)}
+    assert columns == {
+        "age": "integer", "customer_id": "string", "description": "string", "income": "number",
+        "is_active": "boolean", "label": "string", "plan": "string", "signup_date": "datetime", "spend": "number",
+    }  # the object property placedBy is not a column
+
+
+def test_ontology_from_frame_round_trips_any_column_name():
+    frame = pd.DataFrame({"sepal length (cm)": [1.0], "kind/name#1": ["a"], "n": [1], "ok": [True]})
+    columns = {c.name: c.kind for c in parse_columns(ontology_from_frame(frame, "ok", "A set"))}
+    assert columns == {"sepal length (cm)": "number", "kind/name#1": "string", "n": "integer", "ok": "boolean"}
+
+
+def test_target_defaults_to_label_and_unknown_target_lists_candidates():
+    columns = parse_columns(CUSTOMER_TTL)
+    assert choose_target(columns, None).name == "label"
+    with pytest.raises(TrainingFailed, match=r"'churn' is not a datatype property.*candidates: age, customer_id"):
+        choose_target(columns, "churn")
+
+
+def test_invalid_turtle_fails_with_reason():
+    with pytest.raises(TrainingFailed, match="not valid Turtle"):
+        parse_columns("this is :: not turtle")
+
+
+# --- spec and settings --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"train_test_split": 1.5}, "train_test_split must be a number strictly between 0 and 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"learning_rate": -1}, "learning_rate must be a positive number"),
+        ({"epochs": 3}, "unknown training_config key(s): epochs"),
+    ],
+)
+def test_training_config_is_validated(config, words):
+    with pytest.raises(TrainingFailed) as info:
+        TrainingConfig.from_dict(config)
+    assert words in info.value.reason
+
+
+def test_spec_requires_known_model_type_and_positive_version():
+    good = {"model_type": "regression", "version": 1, "ontology": {"content": CUSTOMER_TTL}, "storage": []}
+    assert parse_spec(json.dumps(good)).model_type == "regression"
+    with pytest.raises(TrainingFailed, match="model_type 'svm'"):
+        parse_spec(json.dumps({**good, "model_type": "svm"}))
+    with pytest.raises(TrainingFailed, match="version must be a positive integer"):
+        parse_spec(json.dumps({**good, "version": 0}))
+    with pytest.raises(TrainingFailed, match=r"storage\[0\].format"):
+        parse_spec(json.dumps({**good, "storage": [{"uri": "s3://b/p", "format": "xls"}]}))
+
+
+def test_settings_need_exactly_one_spec_source():
+    env = {
+        "TRAINER_MODEL_ID": "m", "TRAINER_RUN_ID": "r", "TRAINER_CALLBACK_URL": "http://x/",
+        "TRAINER_CALLBACK_TOKEN": "t", "TRAINER_ARTIFACT_BUCKET": "b",
+    }
+    with pytest.raises(TrainingFailed, match="exactly one of TRAINER_SPEC"):
+        Settings.from_env(env)
+    settings = Settings.from_env({**env, "TRAINER_SPEC": "{}", "AWS_ENDPOINT_URL": "http://moto"})
+    assert settings.callback_url == "http://x" and settings.artifact_prefix == "models"
+    assert settings.endpoint_url == "http://moto"
+    with pytest.raises(TrainingFailed, match="TRAINER_RUN_ID"):
+        Settings.from_env({k: v for k, v in env.items() if k != "TRAINER_RUN_ID"})
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_same_data_and_config_give_identical_metrics(model_type, wine):
+    frame, ttl = wine
+    first = train_and_evaluate(frame, ttl, model_type, BASE)
+    second = train_and_evaluate(frame, ttl, model_type, BASE)
+    assert first.performance_metrics == second.performance_metrics
+    assert first.training_metrics == second.training_metrics
+    assert first.performance_metrics["accuracy"] > 0.8
+
+
+def test_random_seed_changes_the_split(wine):
+    frame, ttl = wine
+    a = train_and_evaluate(frame, ttl, "decision_tree", BASE)
+    b = train_and_evaluate(frame, ttl, "decision_tree", {**BASE, "random_seed": 12})
+    assert a.split["test_positions_sha256"] != b.split["test_positions_sha256"]
+
+
+def test_forest_honours_max_iterations_and_hyperparameters(wine):
+    frame, ttl = wine
+    result = train_and_evaluate(frame, ttl, "random_forest", {**BASE, "max_iterations": 7,
+                                                              "hyperparameters": {"max_depth": 2}})
+    forest = result.model.pipeline[-1]
+    assert len(forest.estimators_) == 7 and result.training_metrics["epoch"] == 7
+    assert max(tree.get_depth() for tree in forest.estimators_) <= 2
+    assert [p["epoch"] for p in result.training_metrics["learning_curve"]] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_forest_early_stopping_keeps_the_best_stage(customers):
+    config = {**BASE, "max_iterations": 200, "early_stopping_rounds": 1}
+    result = train_and_evaluate(customers, CUSTOMER_TTL, "random_forest", config)
+    curve = result.training_metrics["learning_curve"]
+    if result.training_metrics["stopped_early"]:
+        best = min(curve, key=lambda p: p["validation_loss"])
+        assert len(result.model.pipeline[-1].estimators_) == best["epoch"] < 200
+
+
+def test_network_honours_epochs_patience_learning_rate_and_batch_size(wine):
+    frame, ttl = wine
+    config = {**BASE, "max_iterations": 4, "learning_rate": 0.05, "batch_size": 16}
+    short = train_and_evaluate(frame, ttl, "neural_network", config)
+    assert short.training_metrics["epochs_run"] == 4 and len(short.training_metrics["learning_curve"]) == 4
+    slower = train_and_evaluate(frame, ttl, "neural_network", {**config, "learning_rate": 0.0001})
+    assert slower.training_metrics["training_loss"] > short.training_metrics["training_loss"]
+    other_batch = train_and_evaluate(frame, ttl, "neural_network", {**config, "batch_size": 64})
+    assert other_batch.training_metrics != short.training_metrics
+    patient = train_and_evaluate(frame, ttl, "neural_network",
+                                 {**config, "max_iterations": 300, "early_stopping_rounds": 2, "learning_rate": 0.1})
+    assert patient.training_metrics["stopped_early"] and patient.training_metrics["epochs_run"] < 300
+    best = min(patient.training_metrics["learning_curve"], key=lambda p: p["validation_loss"])
+    assert patient.training_metrics["epoch"] == best["epoch"]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "hyperparameters", "words"),
+    [
+        ("decision_tree", {"depth": 3}, "unknown hyperparameter 'depth' for decision_tree"),
+        ("regression", {"C": -1.0}, "invalid hyperparameter for regression: The 'C' parameter"),
+        ("random_forest", {"random_state": 1}, "set it with training_config.random_seed"),
+        ("neural_network", {"dropout": 1.5}, "invalid hyperparameter 'dropout'"),
+        ("neural_network", {"hidden_layers": [0]}, "invalid hyperparameter 'hidden_layers'"),
+    ],
+)
+def test_bad_hyperparameters_fail_naming_them(model_type, hyperparameters, words, wine):
+    frame, ttl = wine
+    with pytest.raises(TrainingFailed) as info:
+        train_and_evaluate(frame, ttl, model_type, {**BASE, "hyperparameters": hyperparameters})
+    assert words in info.value.reason
+
+
+def test_mixed_columns_unknown_categories_and_missing_inputs(customers):
+    result = train_and_evaluate(customers, CUSTOMER_TTL, "random_forest", BASE)
+    assert result.excluded_columns == {
+        "customer_id": "identifier-like name",
+        "description": "free text: mean length over 40 characters",
+    }
+    rows = [
+        {"age": 40, "income": 3.5, "plan": "never-seen-plan", "is_active": "yes", "signup_date": "2021-06-01"},
+        {"age": "n/a"},  # unparseable and missing values are imputed
+    ]
+    predictions = result.model.predict(rows)
+    assert set(predictions) <= {"class_a", "class_b", "class_c"} and len(predictions) == 2
+
+
+def test_integer_target_with_many_values_is_regression():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300)})
+    frame["target"] = (frame["x"] * 100).round().astype(int)
+    result = train_and_evaluate(frame, ontology_from_frame(frame, "target"), "regression", BASE)
+    assert result.task == "regression" and result.performance_metrics["r2"] > 0.9
+
+
+def test_boolean_target_is_binary_classification_with_roc_auc():
+    frame = load_iris(as_frame=True).frame
+    frame["target"] = frame["target"] == 2
+    result = train_and_evaluate(frame, ontology_from_frame(frame, "target"), "regression", BASE)
+    metrics = result.performance_metrics
+    assert result.target["classes"] == [False, True] and metrics["averaging"] == "binary"
+    assert metrics["positive_class"] is True and 0.5 < metrics["roc_auc"] <= 1.0
+    assert len(metrics["confusion_matrix"]) == 2
+
+
+def test_too_few_rows_and_single_class_fail_clearly():
+    frame = pd.DataFrame({"x": range(5), "label": ["a"] * 5})
+    with pytest.raises(TrainingFailed, match="insufficient training data: 5 row"):
+        train_and_evaluate(frame, ontology_from_frame(frame, "label"), "decision_tree", BASE)
+    frame = pd.DataFrame({"x": range(30), "label": ["a"] * 30})
+    with pytest.raises(TrainingFailed, match="single class"):
+        train_and_evaluate(frame, ontology_from_frame(frame, "label"), "decision_tree", BASE)
+
+
+def test_constant_regression_target_never_reports_nan():
+    frame = pd.DataFrame({"x": np.arange(50.0), "target": np.full(50, 3.0)})
+    result = train_and_evaluate(frame, ontology_from_frame(frame, "target"), "regression", BASE)
+    json.dumps(result.performance_metrics, allow_nan=False)
+    assert "r2" not in result.performance_metrics and result.performance_metrics["rmse"] == 0.0
+
+
+def test_finite_only_drops_non_finite_numbers():
+    dropped: list[str] = []
+    clean = finite_only({"a": math.nan, "b": {"c": math.inf, "d": np.float64(1.5)}, "e": [1, 2]}, dropped=dropped)
+    assert clean == {"b": {"d": 1.5}, "e": [1, 2]} and dropped == ["a", "b.c"]
+
+
+# --- callbacks ----------------------------------------------------------------------------------------------------
+
+class FakeResponse:
+    def __init__(self, status: int) -> None:
+        self.status_code, self.text = status, ""
+
+
+class FakeSession:
+    """Answers with the scripted statuses (an Exception instance is raised instead); records every post."""
+
+    def __init__(self, script: list) -> None:
+        self.script, self.posts = list(script), []
+
+    def post(self, url, data, headers, timeout):
+        self.posts.append({"url": url, "body": json.loads(data), "headers": headers})
+        outcome = self.script.pop(0) if self.script else 200
+        if isinstance(outcome, Exception):
+            raise outcome
+        return FakeResponse(outcome)
+
+
+def client_with(script: list, attempts: int = 4):
+    import requests
+
+    script = [requests.ConnectionError("refused") if s == "down" else s for s in script]
+    session, sleeps = FakeSession(script), []
+    client = CallbackClient("http://api/", "model-1", "run-1", "tok", attempts=attempts, backoff=0.5,
+                            session=session, sleep=sleeps.append)
+    return client, session, sleeps
+
+
+def test_final_report_retries_connection_errors_and_5xx_with_exponential_backoff():
+    client, session, sleeps = client_with(["down", 503, 200])
+    client.post_final("complete", {"x": 1})
+    assert len(session.posts) == 3 and sleeps == [0.5, 1.0]
+    assert session.posts[0]["url"] == "http://api/api/ml-models/model-1/training/complete"
+    assert session.posts[0]["headers"]["Authorization"] == "Bearer tok"
+    assert session.posts[0]["headers"]["X-Training-Run-Id"] == "run-1"
+
+
+def test_final_report_gives_up_after_bounded_attempts():
+    client, session, _ = client_with([500] * 10, attempts=4)
+    with pytest.raises(CallbackRejected, match="after 4 attempt"):
+        client.post_final("fail", {"reason": "x"})
+    assert len(session.posts) == 4
+
+
+def test_4xx_is_final_but_409_after_a_retry_means_already_recorded():
+    client, session, _ = client_with([400])
+    with pytest.raises(CallbackRejected, match="HTTP 400"):
+        client.post_final("complete", {})
+    assert len(session.posts) == 1
+    client, session, _ = client_with([502, 409])
+    client.post_final("complete", {})
+    client, session, _ = client_with([409])
+    with pytest.raises(CallbackRejected, match="HTTP 409"):
+        client.post_final("complete", {})
+
+
+def test_reporter_sends_one_final_report_only():
+    client, session, _ = client_with([])
+    reporter = Reporter(client)
+    assert reporter.complete("s3://b/m/v1/", {"accuracy": 1.0}, {"epoch": 1})
+    assert not reporter.fail("late SIGTERM")
+    assert [p["url"].rsplit("/", 1)[1] for p in session.posts] == ["complete"]
+
+
+def test_progress_is_throttled_and_never_raises():
+    client, session, _ = client_with(["down", 404, 200, 200])
+    now = [0.0]
+    throttle = ProgressThrottle(client, interval=2.0, clock=lambda: now[0])
+    for epoch in range(1, 11):  # ten epochs over 5 seconds
+        throttle(epoch, 1.0, float("nan") if epoch == 5 else 1.0)
+        now[0] += 0.5
+    assert [p["body"]["epoch"] for p in session.posts] == [1, 9]  # epoch 5's NaN loss is not sent
+    assert len(session.posts) == 2
+
+
+# --- artifacts ----------------------------------------------------------------------------------------------------
+
+def test_loader_verifies_sha256_and_refuses_untrusted_types(s3, wine):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from trainer_helpers import ARTIFACT_BUCKET
+
+    from trainer.artifacts import ArtifactLocation, build_manifest, upload
+    from trainer.loader import load_model
+    from trainer.spec import spec_from_dict
+
+    frame, ttl = wine
+    result = train_and_evaluate(frame, ttl, "decision_tree", BASE)
+    spec = spec_from_dict({"model_id": "model-unit", "run_id": "run-unit", "model_type": "decision_tree",
+                           "version": 1, "ontology": {"content": ttl}, "training_config": BASE})
+    location = ArtifactLocation.for_version(ARTIFACT_BUCKET, "unit", "model-unit", 1)
+    files = result.model.files()
+    upload(s3, location, files, build_manifest(spec, result, files, location, {"synthetic": False}))
+
+    model = load_model(location.uri, s3)
+    assert model.predict(frame.head(5)) == result.model.predict(frame.head(5))
+    with pytest.raises(TrainingFailed, match="committed by another run"):
+        upload(s3, location, files, build_manifest(spec, result, files, location, {"synthetic": False}))
+
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=location.key("model.skops"), Body=files["model.skops"] + b"x")
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        load_model(location.uri, s3)
+
+    import skops.io as sio
+
+    from trainer.fitted import SklearnModel
+
+    evil = sio.dumps(Pipeline([("f", FunctionTransformer(func=eval))]))
+    with pytest.raises(ArtifactError, match="outside the trainer's trusted list"):
+        SklearnModel.from_files({"model.skops": evil}, "regression", None)
