@@ -5,8 +5,12 @@ objects) and a regression dataset (diabetes, Parquet), both bundled with scikit-
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from trainer_helpers import (
     ARTIFACT_BUCKET,
     DATA_BUCKET,
+    REPO,
     TOKEN,
     CallbackReceiver,
     log_lines,
@@ -168,3 +173,15 @@ def test_reads_jsonl_and_spec_from_s3(datasets, s3, moto_server, receiver):
     [call] = receiver.calls("complete")
     assert call["body"]["model_artifact_path"] == f"s3://{ARTIFACT_BUCKET}/models/{model_id}/v4/"
     assert call["body"]["performance_metrics"]["accuracy"] > 0.9
+
+
+def test_readme_example_runs():
+    """The loader example in trainer/README.md is runnable as written."""
+    readme = (REPO / "trainer" / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINER_", "AWS_ENDPOINT"))}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO)}, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    predictions, summary = done.stdout.strip().splitlines()[-2:]
+    assert set(ast.literal_eval(predictions)) <= {True, False} and summary.endswith("True")
