@@ -59,6 +59,7 @@ def embedded_aws(port: int, host: str = "127.0.0.1"):
             self._server_ready_event.set()
             self._server.serve_forever(poll_interval=0.05)
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated AWS request
     server = SerialMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     return server
