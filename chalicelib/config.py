@@ -37,6 +37,10 @@ class Settings:
     # Request one GPU for neural_network Jobs (EKS launcher).
     trainer_gpu: bool = False
     local_max_concurrent_jobs: int = 2
+    # How long a run may take before it is failed: the Job's activeDeadlineSeconds,
+    # plus a grace period for the trainer's own fail report to arrive.
+    training_deadline_seconds: int = 6 * 3600
+    training_grace_seconds: int = 600
     # WebSocket management endpoint (API Gateway); empty disables notifications.
     websocket_endpoint_url: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
@@ -64,6 +68,7 @@ class Settings:
             trainer_image=env.get("TRAINER_IMAGE", defaults.trainer_image),
             trainer_service_account=env.get("TRAINER_SERVICE_ACCOUNT", defaults.trainer_service_account),
             trainer_gpu=env.get("TRAINER_GPU", "false").lower() in ("1", "true", "yes"),
+            training_deadline_seconds=int(env.get("TRAINING_DEADLINE_SECONDS", defaults.training_deadline_seconds)),
             local_max_concurrent_jobs=int(env.get("LOCAL_MAX_CONCURRENT_JOBS", defaults.local_max_concurrent_jobs)),
             websocket_endpoint_url=env.get("WEBSOCKET_ENDPOINT_URL", defaults.websocket_endpoint_url),
         )

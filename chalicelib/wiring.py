@@ -51,6 +51,7 @@ class Services:
             artifact_bucket=settings.artifact_bucket,
             artifact_prefix=settings.artifact_prefix,
             trainer_env=trainer_env,
+            deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
         )
 
     @cached_property
@@ -85,7 +86,8 @@ def build_launcher(settings: Settings) -> Any:
         from chalicelib.adapters.eks import EksJobLauncher, EksLauncherConfig
 
         return EksJobLauncher(EksLauncherConfig.from_settings(
-            settings, gpu_for_neural_network=settings.trainer_gpu))
+            settings, gpu_for_neural_network=settings.trainer_gpu,
+            active_deadline_seconds=settings.training_deadline_seconds))
     raise ValueError(f"TRAINING_LAUNCHER must be 'local' or 'eks', not {settings.launcher!r}")
 
 
@@ -107,7 +109,8 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         repos=repos,
-        models=MlModelService(models, ontologies, recommendations=recommendations),
+        models=MlModelService(models, ontologies, recommendations=recommendations,
+                              overdue=lambda model: _services.training.expire_if_overdue(model)),
         ontologies=OntologyService(ontologies, models),
         storage_configs=StorageConfigService(configs, ontologies, s3),
     )

@@ -56,11 +56,12 @@ class LocalProcessLauncher:
                 except OSError as exc:
                     code, reason = -1, f"the trainer could not be started: {exc}"
                 else:
-                    reason = f"the trainer process exited with code {code} (log: {log_path})"
+                    reason = f"the trainer process exited with code {code} without reporting a result (log: {log_path})"
             log.info(json.dumps({"event": "trainer_exited", "run_id": job.run_id, "model_id": job.model_id,
                                  "code": code}))
-            if code != 0:
-                self._report_failure(job, reason)
+            # Whatever the exit code: if the trainer reported, this answers 200 (same
+            # outcome) or 409 (already ended) and changes nothing; if not, the run fails.
+            self._report_failure(job, reason)
 
     def _report_failure(self, job: TrainingJob, reason: str) -> None:
         """Tell the API the run failed; a 409 means the trainer had already reported."""

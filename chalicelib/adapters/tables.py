@@ -135,6 +135,8 @@ class TrainingRunTable(Model):
     performance_metrics = JSONAttribute(default=dict)
     training_metrics = JSONAttribute(default=dict)
     callback_token_hash = UnicodeAttribute()
+    # After this instant a run that has not reported is failed (see TrainingService.expire_if_overdue).
+    deadline_at = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     lock_version = VersionAttribute()

@@ -1,6 +1,7 @@
 """ML model records: create, read, list, update (with the status state machine), delete."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord
@@ -41,12 +42,14 @@ def check_transition(current: str, target: str) -> None:
 class MlModelService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository,
                  clock: Clock = utc_now, ids: IdFactory = new_id,
-                 recommendations: Any = None) -> None:
+                 recommendations: Any = None, overdue: Callable[[dict], dict] | None = None) -> None:
         self.models = models
         self.ontologies = ontologies
         self.clock = clock
         self.ids = ids
         self.recommendations = recommendations
+        # Fails a training run that is past its deadline (TrainingService.expire_if_overdue).
+        self.overdue = overdue or (lambda model: model)
 
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         return self.models.public(record)
@@ -82,13 +85,13 @@ class MlModelService:
         return self.public(self.models.add(record))
 
     def get(self, model_id: str) -> dict[str, Any]:
-        return self.public(self.models.get(model_id))
+        return self.overdue(self.public(self.models.get(model_id)))
 
     def list(self, project_id: str | None, limit: str | None, next_token: str | None) -> dict[str, Any]:
         if not project_id:
             raise InvalidInput("project_id query parameter is required", field="project_id")
         items, token = self.models.list_by_project(project_id, v.limit(limit), next_token)
-        return {"models": [self.public(i) for i in items], "next_token": token}
+        return {"models": [self.overdue(self.public(i)) for i in items], "next_token": token}
 
     def update(self, model_id: str, body: Any) -> dict[str, Any]:
         body = v.require_object(body)

@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord, TrainingRunRepository
@@ -35,6 +36,13 @@ FAILED = {"status": "training failed"}
 MAX_REASON = 2000
 
 
+def shift(timestamp: str, seconds: int) -> str:
+    """An ISO-8601 UTC timestamp (utc_now's format) moved by `seconds`."""
+    moved = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) + timedelta(
+        seconds=seconds)
+    return moved.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -50,7 +58,7 @@ class TrainingService:
                  storage_configs: StorageConfigService, launcher: JobLauncher, spec_store: Any,
                  callback_base_url: str, artifact_bucket: str, artifact_prefix: str,
                  trainer_env: dict[str, str] | None = None, notify: Callable[..., None] | None = None,
-                 clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
+                 deadline_seconds: int = 6 * 3600 + 600, clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
         self.ontologies = ontologies
         self.runs = runs
@@ -61,6 +69,7 @@ class TrainingService:
         self.artifact_bucket = artifact_bucket
         self.artifact_prefix = artifact_prefix
         self.trainer_env = trainer_env or {}
+        self.deadline_seconds = deadline_seconds
         self.notify = notify or (lambda *args, **kwargs: None)
         self.clock = clock
         self.ids = ids
@@ -137,6 +146,7 @@ class TrainingService:
             "training_config": config, "storage_ids": [s["id"] for s in storage],
             "storage_uris": [s["uri"] for s in storage], "previous_model_status": previous_status,
             "callback_token_hash": token_hash(token), "created_at": now, "updated_at": now,
+            "deadline_at": shift(now, self.deadline_seconds),
         })
 
     def _write_spec(self, model: dict[str, Any], run: dict[str, Any], ontology: dict[str, Any],
@@ -213,6 +223,26 @@ class TrainingService:
         return FAILED
 
     # ---- ending a run ----------------------------------------------------------------
+
+    def expire_if_overdue(self, model: dict[str, Any]) -> dict[str, Any]:
+        """Fail the model's run if it is past its deadline without a report; return the model as it is now.
+
+        A trainer killed without a chance to report (OOM kill, lost node) sends no
+        callback. Reads of the model notice the deadline has passed, so the model
+        never stays in `training`.
+        """
+        if model["status"] != "training" or not model["training_task_id"]:
+            return model
+        run = self.runs.find(model["training_task_id"])
+        if run is None or not run.get("deadline_at") or self.clock() <= run["deadline_at"]:
+            return model
+        try:
+            self._finish(model["id"], run["run_id"], "failed",
+                         reason=f"the trainer did not report a result before the run's deadline ({run['deadline_at']})")
+        except Conflict:
+            pass  # the run ended meanwhile
+        return self.models.public(self.models.get(model["id"]))
+
 
     def _finish(self, model_id: str, run_id: str, outcome: str, *, reason: str = "", artifact: str = "",
                 performance: dict | None = None, training: dict | None = None,

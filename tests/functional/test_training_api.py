@@ -259,3 +259,25 @@ def test_runs_are_listed_newest_first_and_paginated(api, launcher, make_model):
     assert [r["version"] for r in rest["runs"]] == [1]
     assert api.get(f"/api/ml-models/{model['id']}/runs/run-nope").status == 404
     assert api.get("/api/ml-models/model-nope/runs").status == 404
+
+
+def test_a_run_past_its_deadline_is_failed_on_read(api, launcher, make_model):
+    """A trainer that died without reporting does not leave the model in training."""
+    from chalicelib import wiring
+
+    model = make_model()
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    training = wiring.services().training
+    assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"  # not overdue yet
+    real_clock = training.clock
+    training.clock = lambda: "2999-01-01T00:00:00.000000Z"
+    try:
+        after = api.get(f"/api/ml-models/{model['id']}").json
+    finally:
+        training.clock = real_clock
+    assert after["status"] == "failed" and "deadline" in after["metadata"]["failure_reason"]
+    run = api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json
+    assert run["status"] == "failed" and "deadline" in run["failure_reason"]
+    # The trainer's late report is refused as stale.
+    assert callback(api, job, "complete", COMPLETE).status == 409

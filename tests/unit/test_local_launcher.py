@@ -1,0 +1,95 @@
+"""The local launcher: same environment contract as the Job, bounded concurrency, and a
+fail report when a trainer process dies without reporting."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from chalicelib.adapters.launcher import TrainingJob
+from chalicelib.adapters.local_process import LocalProcessLauncher
+
+
+@pytest.fixture
+def receiver():
+    calls: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (stdlib name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append({"path": self.path, "auth": self.headers["Authorization"],
+                          "run": self.headers["X-Training-Run-Id"], "body": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", calls
+    server.shutdown()
+
+
+def fake_trainer(tmp_path, body: str):
+    """A directory holding a `trainer` package whose entry point runs `body`."""
+    package = tmp_path / "trainer"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(body)
+    return tmp_path
+
+
+def job(base_url: str, run_id: str = "run-1") -> TrainingJob:
+    return TrainingJob(run_id=run_id, model_id="model-1", project_id="p", model_type="regression",
+                       callback_token="secret-token",
+                       environment={"TRAINER_CALLBACK_URL": base_url, "TRAINER_RUN_ID": run_id})
+
+
+def test_a_trainer_that_dies_silently_is_reported_failed(tmp_path, receiver):
+    base, calls = receiver
+    workdir = fake_trainer(tmp_path, "import sys\nsys.exit(3)\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    assert launcher.submit(job(base)) == "train-run-1"
+    launcher.wait_all(30)
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["path"] == "/api/ml-models/model-1/training/fail"
+    assert call["auth"] == "Bearer secret-token" and call["run"] == "run-1"
+    assert "exited with code 3" in call["body"]["reason"]
+
+
+def test_the_trainer_gets_the_environment_contract_and_the_token(tmp_path, receiver):
+    base, _ = receiver
+    out = tmp_path / "env.json"
+    workdir = fake_trainer(tmp_path, "import json, os\n"
+                           f"json.dump(dict(os.environ), open({str(out)!r}, 'w'))\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    launcher.submit(job(base))
+    launcher.wait_all(30)
+    env = json.loads(out.read_text())
+    assert env["TRAINER_CALLBACK_TOKEN"] == "secret-token" and env["TRAINER_RUN_ID"] == "run-1"
+    assert env["TRAINER_CALLBACK_URL"] == base
+
+
+def test_submit_is_idempotent_and_concurrency_is_bounded(tmp_path, receiver):
+    base, _ = receiver
+    marker = tmp_path / "running"
+    marker.mkdir()
+    peak = tmp_path / "peak"
+    # Each fake trainer records how many run at once, then lingers briefly.
+    workdir = fake_trainer(tmp_path, "import os, time, uuid\n"
+                           f"d = {str(marker)!r}; me = os.path.join(d, uuid.uuid4().hex); open(me, 'w').close()\n"
+                           f"open({str(peak)!r}, 'a').write(str(len(os.listdir(d))) + '\\n')\n"
+                           "time.sleep(0.5); os.remove(me)\n")
+    launcher = LocalProcessLauncher(max_concurrent=2, python=sys.executable, workdir=workdir,
+                                    log_dir=str(tmp_path / "logs"))
+    for i in range(5):
+        launcher.submit(job(base, f"run-{i}"))
+    launcher.submit(job(base, "run-0"))  # the same run again: not started twice
+    launcher.wait_all(60)
+    counts = [int(x) for x in peak.read_text().split()]
+    assert len(counts) == 5 and max(counts) <= 2
