@@ -1,0 +1,356 @@
+"""Real responses against docs/openapi.yaml: each route on success and on a few errors.
+
+Every reply's status must be one the spec documents for that path and method, and its body
+must validate against the schema the spec declares for that status. Objects the spec
+describes with `properties` are checked as closed here (unless they say `additionalProperties`
+themselves), so a field the app returns but the spec does not document fails too. The spec
+itself stays open to additions for clients.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from samples import SENSOR_TTL
+
+from chalicelib.adapters.launcher import TrainingJob, job_name
+from chalicelib.errors import UpstreamFailed
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+SPEC_URI = "urn:ml-models:openapi"
+BUCKET = "openapi-train-data"
+
+
+def closed(node: Any, in_all_of: bool = False) -> Any:
+    """The document with every object schema that lists `properties` closed to other members.
+
+    allOf branches are left open: each sees only its own properties, so closing them would
+    refuse the members the other branch documents.
+    """
+    if isinstance(node, list):
+        return [closed(item, in_all_of) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: closed(value, key == "allOf") for key, value in node.items()}
+    if isinstance(node.get("properties"), dict) and "additionalProperties" not in node and not in_all_of:
+        out["additionalProperties"] = False
+    return out
+
+
+SPEC = closed(yaml.safe_load(SPEC_PATH.read_text()))
+REGISTRY = Registry().with_resource(SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012))
+
+
+def resolve(node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def rebase(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (SPEC_URI + v if k == "$ref" and isinstance(v, str) and v.startswith("#") else rebase(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [rebase(v) for v in node]
+    return node
+
+
+def schema_errors(reply, method: str, path: str) -> list[str]:
+    """How the reply disagrees with the spec for `method path` (status undocumented, body off-schema)."""
+    responses = SPEC["paths"][path][method.lower()]["responses"]
+    if str(reply.status) not in responses:
+        return [f"{method} {path} answered {reply.status}, which the spec does not document ({sorted(responses)}): "
+                f"{reply!r}"]
+    content = resolve(responses[str(reply.status)]).get("content")
+    if content is None:
+        return [] if reply.raw in (b"", None) else [f"{method} {path} {reply.status}: a body where none is declared"]
+    validator = Draft202012Validator(rebase(content["application/json"]["schema"]), registry=REGISTRY,
+                                     format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [f"{method} {path} {reply.status}: /{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in sorted(validator.iter_errors(reply.json), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def check(reply, method: str, path: str, status: int) -> Any:
+    """Assert the reply has `status` and matches the spec; return its JSON body."""
+    assert reply.status == status, reply
+    errors = schema_errors(reply, method, path)
+    assert not errors, "\n".join(errors)
+    return reply.json
+
+
+# ---- ML models -----------------------------------------------------------------------------
+
+MODELS = "/api/ml-models"
+MODEL = "/api/ml-models/{model_id}"
+
+
+def test_ml_model_routes(api, project, ontology):
+    body = {"project_id": project, "ontology_id": ontology["id"], "name": "Temperature Predictor",
+            "description": "Predicts temperature based on sensor data", "type": "neural_network",
+            "training_config": {"train_test_split": 0.8, "random_seed": 42, "learning_rate": 0.001, "batch_size": 32}}
+    first = check(api.post(MODELS, body), "POST", MODELS, 201)
+    second = check(api.post(MODELS, {**body, "type": "regression", "metadata": {"team": "x"}}), "POST", MODELS, 201)
+
+    page = check(api.get(f"{MODELS}?project_id={project}&limit=1"), "GET", MODELS, 200)
+    assert [m["id"] for m in page["models"]] == [second["id"]] and page["next_token"]
+    rest = check(api.get(f"{MODELS}?project_id={project}&limit=1&next_token={page['next_token']}"), "GET", MODELS, 200)
+    assert [m["id"] for m in rest["models"]] == [first["id"]]
+
+    assert check(api.get(f"{MODELS}/{first['id']}"), "GET", MODEL, 200) == first
+    updated = check(api.put(f"{MODELS}/{first['id']}", {"description": "Updated model description",
+                                                        "status": "archived"}), "PUT", MODEL, 200)
+    assert updated["status"] == "archived"
+    refused = check(api.put(f"{MODELS}/{second['id']}", {"status": "trained"}), "PUT", MODEL, 409)
+    assert refused["allowed_statuses"] == ["deprecated", "archived"]
+    check(api.put(f"{MODELS}/{second['id']}", {"type": "svm"}), "PUT", MODEL, 400)
+    check(api.put(f"{MODELS}/model-nope", {"name": "x"}), "PUT", MODEL, 404)
+
+    check(api.delete(f"{MODELS}/{first['id']}"), "DELETE", MODEL, 204)
+    check(api.delete(f"{MODELS}/{first['id']}"), "DELETE", MODEL, 404)
+    check(api.get(f"{MODELS}/{first['id']}"), "GET", MODEL, 404)
+
+
+def test_ml_model_input_errors(api, project, ontology):
+    check(api.get(MODELS), "GET", MODELS, 400)
+    check(api.get(f"{MODELS}?project_id={project}&limit=0"), "GET", MODELS, 400)
+    check(api.get(f"{MODELS}?project_id={project}&next_token=forged"), "GET", MODELS, 400)
+    good = {"project_id": project, "ontology_id": ontology["id"], "name": "m", "type": "decision_tree"}
+    check(api.post(MODELS, {**good, "type": "svm"}), "POST", MODELS, 400)
+    check(api.post(MODELS, {**good, "training_config": {"batch_size": 3.5}}), "POST", MODELS, 400)
+    check(api.post(MODELS, {**good, "ontology_id": "onto-nope"}), "POST", MODELS, 400)
+    check(api.request("POST", MODELS, raw="{not json"), "POST", MODELS, 400)
+    check(api.post(MODELS, {**good, "name": "x" * (1024 * 1024 + 10)}), "POST", MODELS, 413)
+    check(api.request("POST", MODELS, raw="name=x", headers={"Content-Type": "text/plain"}), "POST", MODELS, 415)
+
+
+# ---- ontologies ----------------------------------------------------------------------------
+
+ONTOLOGIES = "/api/ontologies"
+ONTOLOGY = "/api/ontologies/{ontology_id}"
+
+
+def test_ontology_routes(api, project, ontology, make_model):
+    created = check(api.post(ONTOLOGIES, {"project_id": project, "name": "Spare", "description": "unused",
+                                          "content": SENSOR_TTL}), "POST", ONTOLOGIES, 201)
+    assert len(created["summary"]["datatype_properties"]) == 4
+    listed = check(api.get(f"{ONTOLOGIES}?project_id={project}"), "GET", ONTOLOGIES, 200)
+    assert {o["id"] for o in listed["ontologies"]} == {created["id"], ontology["id"]}
+    assert check(api.get(f"{ONTOLOGIES}/{created['id']}"), "GET", ONTOLOGY, 200) == created
+    check(api.put(f"{ONTOLOGIES}/{created['id']}", {"name": "Renamed"}), "PUT", ONTOLOGY, 200)
+    broken = check(api.put(f"{ONTOLOGIES}/{created['id']}", {"content": "ex:a ex:b"}), "PUT", ONTOLOGY, 400)
+    assert broken["field"] == "content"
+    check(api.post(ONTOLOGIES, {"project_id": project, "name": "o"}), "POST", ONTOLOGIES, 400)
+    check(api.get(ONTOLOGIES), "GET", ONTOLOGIES, 400)
+
+    make_model()
+    in_use = check(api.delete(f"{ONTOLOGIES}/{ontology['id']}"), "DELETE", ONTOLOGY, 409)
+    assert in_use["models"] == 1
+    check(api.delete(f"{ONTOLOGIES}/{created['id']}"), "DELETE", ONTOLOGY, 204)
+    check(api.get(f"{ONTOLOGIES}/{created['id']}"), "GET", ONTOLOGY, 404)
+    check(api.delete(f"{ONTOLOGIES}/{created['id']}"), "DELETE", ONTOLOGY, 404)
+
+
+# ---- storage configs -----------------------------------------------------------------------
+
+CONFIGS = "/api/storage-configs"
+CONFIG = "/api/storage-configs/{storage_id}"
+
+
+@pytest.fixture
+def s3(aws):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def test_storage_config_routes(api, project, ontology, s3):
+    body = {"project_id": project, "name": "sensors", "ontology_id": ontology["id"],
+            "uri": f"s3://{BUCKET}/{project}/sensors/", "format": "csv"}
+    created = check(api.post(CONFIGS, body), "POST", CONFIGS, 201)
+    listed = check(api.get(f"{CONFIGS}?project_id={project}"), "GET", CONFIGS, 200)
+    assert [c["id"] for c in listed["storage_configs"]] == [created["id"]] and listed["next_token"] is None
+    assert check(api.get(f"{CONFIGS}/{created['id']}"), "GET", CONFIG, 200) == created
+    unbound = check(api.put(f"{CONFIGS}/{created['id']}", {"ontology_id": None, "format": "jsonl"}),
+                    "PUT", CONFIG, 200)
+    assert unbound["ontology_id"] is None and unbound["format"] == "jsonl"
+
+    check(api.post(CONFIGS, {**body, "uri": "s3://no-such-bucket-here/x/"}), "POST", CONFIGS, 400)
+    check(api.post(CONFIGS, {**body, "format": "xlsx"}), "POST", CONFIGS, 400)
+    check(api.put(f"{CONFIGS}/{created['id']}", {"uri": "/tmp/data"}), "PUT", CONFIG, 400)
+    check(api.put(f"{CONFIGS}/storage-nope", {"name": "x"}), "PUT", CONFIG, 404)
+    check(api.delete(f"{CONFIGS}/{created['id']}"), "DELETE", CONFIG, 204)
+    check(api.get(f"{CONFIGS}/{created['id']}"), "GET", CONFIG, 404)
+    check(api.delete(f"{CONFIGS}/{created['id']}"), "DELETE", CONFIG, 404)
+
+
+# ---- recommendation ------------------------------------------------------------------------
+
+RECOMMEND = "/api/ml-models/recommend"
+
+
+def sensor_rows(rows: int = 240, seed: int = 3) -> bytes:
+    rng = random.Random(seed)
+    lines = ["humidity,pressure,site_type,temperature"]
+    for _ in range(rows):
+        humidity, pressure = rng.uniform(20, 90), rng.randint(980, 1040)
+        site = rng.choice(["roof", "field", "cellar"])
+        lines.append(f"{humidity:.2f},{pressure},{site},{30 - 0.2 * humidity + rng.gauss(0, 1):.3f}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def sensor_data(api, project, ontology, s3):
+    s3.put_object(Bucket=BUCKET, Key=f"{project}/readings/part-0.csv", Body=sensor_rows())
+    reply = api.post(CONFIGS, {"project_id": project, "name": "readings", "ontology_id": ontology["id"],
+                               "uri": f"s3://{BUCKET}/{project}/readings/", "format": "csv"})
+    assert reply.status == 201, reply
+    return reply.json
+
+
+def recommend_replies(api, project, ontology_id) -> list:
+    """One recommendation on sampled data (probes run), one for an ontology without data (prior points)."""
+    with_data = api.post(RECOMMEND, {"project_id": project, "ontology_id": ontology_id, "target_column": "temperature"})
+    assert with_data.status == 200 and with_data.json["score_basis"] == "estimated_test_metric", with_data
+    bare = api.post(ONTOLOGIES, {"project_id": project, "name": "No data", "content": SENSOR_TTL}).json
+    without = api.post(RECOMMEND, {"project_id": project, "ontology_id": bare["id"]})
+    assert without.status == 200 and without.json["data_analysis"]["status"] == "no_data", without
+    return [with_data, without]
+
+
+def test_recommend_route(api, project, ontology, sensor_data):
+    with_data, without = recommend_replies(api, project, ontology["id"])
+    assert with_data.json["data_analysis"]["status"] == "sampled"
+    for reply in (with_data, without):
+        assert reply.status == 200, reply
+        # `reasoning` is held to the contract in test_recommend_reasoning_is_a_string (xfail).
+        errors = [e for e in schema_errors(reply, "POST", RECOMMEND) if not e.startswith(f"POST {RECOMMEND} 200: "
+                                                                                           "/reasoning:")]
+        assert not errors, "\n".join(errors)
+    check(api.post(RECOMMEND, {"project_id": project, "ontology_id": "onto-nope"}), "POST", RECOMMEND, 404)
+    check(api.post(RECOMMEND, {"project_id": project}), "POST", RECOMMEND, 400)
+    check(api.post(RECOMMEND, {"project_id": project, "ontology_id": ontology["id"], "storage_ids": []}),
+          "POST", RECOMMEND, 400)
+
+
+@pytest.mark.xfail(strict=True, reason="contract: `reasoning` is a string (human-readable explanation); "
+                                       "the app returns a list of sentences. Reported, not bent in the spec.")
+def test_recommend_reasoning_is_a_string(api, project, ontology, sensor_data):
+    for reply in recommend_replies(api, project, ontology["id"]):
+        check(reply, "POST", RECOMMEND, 200)
+
+
+# ---- training and the worker callbacks -----------------------------------------------------
+
+TRAIN = "/api/ml-models/train"
+RUNS = "/api/ml-models/{model_id}/runs"
+RUN = "/api/ml-models/{model_id}/runs/{run_id}"
+COMPLETE = "/api/ml-models/{model_id}/training/complete"
+FAIL = "/api/ml-models/{model_id}/training/fail"
+PROGRESS = "/api/ml-models/{model_id}/training/progress"
+COMPLETE_BODY = {
+    "model_artifact_path": "s3://models/model-123/v1.pkl",
+    "performance_metrics": {"accuracy": 0.95, "f1_score": 0.93, "precision": 0.94, "recall": 0.92},
+    "training_metrics": {"epoch": 50, "training_loss": 0.05, "validation_loss": 0.08},
+}
+
+
+class FakeLauncher:
+    """Records submitted jobs; can be told to refuse the next submission."""
+
+    def __init__(self) -> None:
+        self.jobs: list[TrainingJob] = []
+        self.refuse_with: Exception | None = None
+
+    def submit(self, job: TrainingJob) -> str:
+        if self.refuse_with is not None:
+            exc, self.refuse_with = self.refuse_with, None
+            raise exc
+        self.jobs.append(job)
+        return job_name(job.run_id)
+
+
+@pytest.fixture
+def launcher(api):
+    from chalicelib import wiring
+
+    fake = FakeLauncher()
+    wiring.services().training.launcher = fake
+    return fake
+
+
+def callback(api, job: TrainingJob, kind: str, body: dict, token: str | None = None, run_header: bool = True):
+    headers = {"Authorization": f"Bearer {job.callback_token if token is None else token}"}
+    if run_header:
+        headers["X-Training-Run-Id"] = job.run_id
+    return api.post(f"/api/ml-models/{job.model_id}/training/{kind}", body, headers=headers)
+
+
+def test_train_runs_and_callbacks(api, launcher, make_model, sensor_data):
+    model = make_model()
+    started = check(api.post(TRAIN, {"model_id": model["id"], "storage_ids": [sensor_data["id"]],
+                                     "training_config": {"train_test_split": 0.8, "random_seed": 42}}),
+                    "POST", TRAIN, 202)
+    assert started["status"] == "training"
+    job = launcher.jobs[-1]
+    check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 409)
+
+    runs = check(api.get(f"/api/ml-models/{model['id']}/runs"), "GET", RUNS, 200)
+    assert [r["run_id"] for r in runs["runs"]] == [job.run_id]
+    check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
+
+    progress = callback(api, job, "progress", {"epoch": 1, "training_loss": 0.4, "validation_loss": 0.5})
+    assert check(progress, "POST", PROGRESS, 200) == {"status": "progress recorded"}
+    check(callback(api, job, "progress", {"epoch": -1}), "POST", PROGRESS, 400)
+    check(callback(api, job, "complete", {"performance_metrics": {}}), "POST", COMPLETE, 400)
+    check(callback(api, job, "complete", COMPLETE_BODY, token="forged"), "POST", COMPLETE, 401)
+    check(api.post(f"/api/ml-models/{model['id']}/training/complete", COMPLETE_BODY), "POST", COMPLETE, 401)
+
+    done = callback(api, job, "complete", COMPLETE_BODY)
+    assert check(done, "POST", COMPLETE, 200) == {"status": "training completed"}
+    assert check(callback(api, job, "complete", COMPLETE_BODY), "POST", COMPLETE, 200) == done.json
+    check(callback(api, job, "fail", {"reason": "too late"}), "POST", FAIL, 409)
+    check(callback(api, job, "progress", {"epoch": 2}), "POST", PROGRESS, 409)
+
+    trained = check(api.get(f"/api/ml-models/{model['id']}"), "GET", MODEL, 200)
+    assert trained["status"] == "trained" and trained["version"] == 1
+    run = check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
+    assert run["status"] == "succeeded"
+    assert [h["status"] for h in run["status_history"]] == ["queued", "submitted", "running", "succeeded"]
+
+
+def test_fail_callback_and_train_errors(api, launcher, make_model):
+    model = make_model()
+    check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 202)
+    job = launcher.jobs[-1]
+    check(callback(api, job, "fail", {}), "POST", FAIL, 400)
+    failed = callback(api, job, "fail", {"reason": "Insufficient training data"}, run_header=False)
+    assert check(failed, "POST", FAIL, 200) == {"status": "training failed"}
+    orphan = TrainingJob(run_id=job.run_id, model_id="model-nope", project_id="", model_type="",
+                         callback_token=job.callback_token)
+    check(callback(api, orphan, "fail", {"reason": "x"}, run_header=False), "POST", FAIL, 404)
+
+    check(api.post(TRAIN, {"model_id": "model-nope"}), "POST", TRAIN, 404)
+    check(api.post(TRAIN, {"model_id": model["id"], "storage_ids": ["storage-nope"]}), "POST", TRAIN, 400)
+    check(api.post(TRAIN, {"model_id": model["id"], "training_config": {"train_test_split": 2}}), "POST", TRAIN, 400)
+    launcher.refuse_with = UpstreamFailed("kubernetes API refused: 403")
+    check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 502)
+    launcher.refuse_with = RuntimeError("connection refused")
+    unavailable = check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 503)
+    assert unavailable["run_id"].startswith("run-")
+
+    runs = check(api.get(f"/api/ml-models/{model['id']}/runs?limit=2"), "GET", RUNS, 200)
+    assert len(runs["runs"]) == 2 and runs["next_token"]
+    check(api.get(f"/api/ml-models/{model['id']}/runs?limit=101"), "GET", RUNS, 400)
+    check(api.get("/api/ml-models/model-nope/runs"), "GET", RUNS, 404)
+    check(api.get(f"/api/ml-models/{model['id']}/runs/run-nope"), "GET", RUN, 404)
