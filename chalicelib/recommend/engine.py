@@ -43,7 +43,7 @@ def recommend(summary: OntologySummary, samples: list[Sample], target_column: st
         "all_scores": scores,
         "score_basis": basis,
         "task": task,
-        "reasoning": reasoning,
+        "reasoning": " ".join(reasoning),
         "ontology_analysis": ontology,
         "data_analysis": data,
     }

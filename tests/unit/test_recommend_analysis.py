@@ -160,4 +160,4 @@ def test_engine_without_target_uses_priors():
     result = recommend(summarize(ttl), [sample.sample_storage(s3, config())])
     assert result["task"] == "unknown" and result["score_basis"] == "prior_points"
     assert result["data_analysis"]["target"]["task"] == "unknown"
-    assert any("little data" in s for s in result["reasoning"])
+    assert "little data" in result["reasoning"]
