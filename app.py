@@ -1,12 +1,13 @@
 """The ML Models control plane: a Chalice app. It wires blueprints; the logic lives in chalicelib."""
 from chalice import Chalice
 
-from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training
+from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training, websocket
 from chalicelib.api.http import guard_request
 from chalicelib.config import MAX_BODY_BYTES
 
 app = Chalice(app_name="ml-models")
 app.debug = False  # error bodies never carry tracebacks; they are logged instead
+app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 app.register_blueprint(ml_models.bp)
 app.register_blueprint(recommend.bp)
@@ -18,3 +19,18 @@ app.register_blueprint(training.bp)
 @app.middleware("http")
 def json_errors_and_limits(event, get_response):
     return guard_request(event, get_response, MAX_BODY_BYTES)
+
+
+@app.on_ws_connect()
+def ws_connect(event):
+    websocket.on_connect(event)
+
+
+@app.on_ws_message()
+def ws_message(event):
+    websocket.on_message(event)
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event):
+    websocket.on_disconnect(event)

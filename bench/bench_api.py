@@ -180,17 +180,16 @@ def main() -> int:
     moto = embedded_aws(port)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        env = deploy_data_stores(endpoint, stage="bench")
+        env = deploy_data_stores(endpoint)
         os.environ.update(env)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
-        os.environ["APP_STAGE"] = "bench"
         from app import app
         from chalicelib import wiring
 
         wiring.reset()
         services = wiring.services()
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        with Client(app) as client:
+        with Client(app, stage_name="local") as client:
             client._app = app
             samples = route_latencies(client, services, s3, rounds=int(os.environ.get("BENCH_ROUNDS", 30)))
 

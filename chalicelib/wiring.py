@@ -5,7 +5,7 @@ call `reset()` after changing the environment.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -29,7 +29,7 @@ class Services:
     models: Any
     ontologies: Any
     storage_configs: Any
-    _cache: dict = field(default_factory=dict, repr=False)
+    notifier: Any
 
     @cached_property
     def training(self) -> Any:
@@ -51,6 +51,7 @@ class Services:
             artifact_bucket=settings.artifact_bucket,
             artifact_prefix=settings.artifact_prefix,
             trainer_env=trainer_env,
+            notifier=self.notifier,
             deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
         )
 
@@ -76,6 +77,13 @@ def aws_client(settings: Settings, service: str):
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
 
 
+def management_client(settings: Settings, endpoint_url: str):
+    """The API Gateway Management API client for one WebSocket endpoint (stage URL)."""
+    import boto3
+
+    return boto3.client("apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint_url)
+
+
 def build_launcher(settings: Settings) -> Any:
     """The stage's job launcher: a Kubernetes Job on EKS, or a local trainer process."""
     if settings.launcher == "local":
@@ -95,7 +103,9 @@ def build_services(settings: Settings) -> Services:
     from chalicelib.adapters import dynamo
     from chalicelib.adapters.s3 import S3Store
     from chalicelib.adapters.tables import bind_tables
+    from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore
     from chalicelib.services.ml_models import MlModelService
+    from chalicelib.services.notifications import Notifier
     from chalicelib.services.ontologies import OntologyService
     from chalicelib.services.storage_configs import StorageConfigService
 
@@ -106,11 +116,14 @@ def build_services(settings: Settings) -> Services:
     recommendations = dynamo.RecommendationRepository()
     s3 = S3Store(lambda: aws_client(settings, "s3"))
     repos = Repositories(models, ontologies, configs, dynamo.TrainingRunRepository(), recommendations, s3)
+    notifier = Notifier(ConnectionStore(), ConnectionPoster(
+        lambda endpoint: management_client(settings, endpoint), settings.websocket_endpoint_url))
     return Services(
         settings=settings,
         repos=repos,
-        models=MlModelService(models, ontologies, recommendations=recommendations,
+        models=MlModelService(models, ontologies, recommendations=recommendations, notifier=notifier,
                               overdue=lambda model: _services.training.expire_if_overdue(model)),
+        notifier=notifier,
         ontologies=OntologyService(ontologies, models),
         storage_configs=StorageConfigService(configs, ontologies, s3),
     )

@@ -158,12 +158,29 @@ class RecommendationTable(Model):
     created_at = UnicodeAttribute()
 
 
+class WsConnectionTable(Model):
+    """WebSocket connections and subscriptions (one table, expiring by TTL).
+
+    pk "conn#<id>", sk "meta"                → a connection
+    pk "conn#<id>", sk "sub#project#<pid>"   → what a connection subscribed to (for cleanup)
+    pk "sub#project#<pid>", sk "<conn id>"   → who listens to a project (or "sub#model#<mid>")
+    """
+
+    class Meta:
+        table_name = "ml-ws-connections"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    expires_at = NumberAttribute()
+
+
 ALL_TABLES: dict[str, type[Model]] = {
     "models": MlModelTable,
     "ontologies": OntologyTable,
     "storage_configs": StorageConfigTable,
     "training_runs": TrainingRunTable,
     "recommendations": RecommendationTable,
+    "ws_connections": WsConnectionTable,
 }
 
 

@@ -36,3 +36,10 @@ def training_fail(model_id):
     headers = bp.current_request.headers
     return services().training.fail(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
                                     request_body(bp))
+
+
+@callback_route(bp, "/api/ml-models/{model_id}/training/progress")
+def training_progress(model_id):
+    headers = bp.current_request.headers
+    return services().training.progress(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
+                                        request_body(bp))

@@ -8,6 +8,7 @@ from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, Stal
 from chalicelib.errors import Conflict, InvalidInput
 from chalicelib.services import validation as v
 from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.notifications import NullNotifier
 
 # Status changes a user may make through PUT. `training`, and `trained`/`failed`
 # coming out of training, are set only by the training flow.
@@ -39,10 +40,28 @@ def check_transition(current: str, target: str) -> None:
         )
 
 
+def parse_update(body: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+    """A PUT body as (plain field changes, new status or None, metadata patch or None)."""
+    body = v.require_object(body)
+    v.reject_unknown(body, UPDATE_FIELDS)
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = v.string(body, "name", required=True)
+    if "description" in body:
+        changes["description"] = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
+    for name in ("training_metrics", "performance_metrics"):
+        if name in body:
+            changes[name] = v.finite_metrics(body[name], name)
+    status = v.choice(body, "status", v.STATUSES) if "status" in body else None
+    patch = v.json_object(body, "metadata") if "metadata" in body else None
+    return changes, status, patch
+
+
 class MlModelService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository,
                  clock: Clock = utc_now, ids: IdFactory = new_id,
-                 recommendations: Any = None, overdue: Callable[[dict], dict] | None = None) -> None:
+                 recommendations: Any = None, overdue: Callable[[dict], dict] | None = None,
+                 notifier: Any = None) -> None:
         self.models = models
         self.ontologies = ontologies
         self.clock = clock
@@ -50,6 +69,7 @@ class MlModelService:
         self.recommendations = recommendations
         # Fails a training run that is past its deadline (TrainingService.expire_if_overdue).
         self.overdue = overdue or (lambda model: model)
+        self.notifier = notifier or NullNotifier()
 
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         return self.models.public(record)
@@ -94,33 +114,24 @@ class MlModelService:
         return {"models": [self.overdue(self.public(i)) for i in items], "next_token": token}
 
     def update(self, model_id: str, body: Any) -> dict[str, Any]:
-        body = v.require_object(body)
-        v.reject_unknown(body, UPDATE_FIELDS)
-        changes: dict[str, Any] = {}
-        if "name" in body:
-            changes["name"] = v.string(body, "name", required=True)
-        if "description" in body:
-            changes["description"] = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
-        status = v.choice(body, "status", v.STATUSES) if "status" in body else None
-        for name in ("training_metrics", "performance_metrics"):
-            if name in body:
-                changes[name] = v.finite_metrics(body[name], name)
-        patch = v.json_object(body, "metadata") if "metadata" in body else None
+        changes, status, patch = parse_update(body)
         # Re-read and re-apply on a concurrent write: PUT is a patch, so the fresh
         # state plus these changes is what the caller asked for.
         for _ in range(RETRIES_ON_STALE):
             current = self.models.get(model_id)
-            if status is not None:
-                check_transition(current["status"], status)
             updated = {**current, **changes, "updated_at": self.clock()}
             if status is not None:
+                check_transition(current["status"], status)
                 updated["status"] = status
             if patch is not None:
                 updated["metadata"] = v.merge_metadata(current["metadata"], patch)
             try:
-                return self.public(self.models.replace(updated))
+                saved = self.public(self.models.replace(updated))
             except StaleRecord:
                 continue
+            if saved["status"] != current["status"]:
+                self.notifier.model_status_changed(saved, previous_status=current["status"])
+            return saved
         raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
 
     def delete(self, model_id: str) -> None:
@@ -132,7 +143,8 @@ class MlModelService:
             try:
                 # Conditional on the version read: a train request racing us makes this fail.
                 self.models.delete(current, condition=None)
-                return
             except StaleRecord:
                 continue
+            self.notifier.model_deleted(self.public(current))
+            return
         raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")

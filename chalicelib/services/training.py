@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from chalicelib.adapters.s3 import parse_s3_uri
 from chalicelib.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized, UpstreamUnavailable
 from chalicelib.services import validation as v
 from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.notifications import NullNotifier
 from chalicelib.services.storage_configs import StorageConfigService
 
 log = logging.getLogger("ml_models.training")
@@ -57,7 +59,7 @@ class TrainingService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository, runs: TrainingRunRepository,
                  storage_configs: StorageConfigService, launcher: JobLauncher, spec_store: Any,
                  callback_base_url: str, artifact_bucket: str, artifact_prefix: str,
-                 trainer_env: dict[str, str] | None = None, notify: Callable[..., None] | None = None,
+                 trainer_env: dict[str, str] | None = None, notifier: Any = None,
                  deadline_seconds: int = 6 * 3600 + 600, clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
         self.ontologies = ontologies
@@ -70,7 +72,7 @@ class TrainingService:
         self.artifact_prefix = artifact_prefix
         self.trainer_env = trainer_env or {}
         self.deadline_seconds = deadline_seconds
-        self.notify = notify or (lambda *args, **kwargs: None)
+        self.notifier = notifier or NullNotifier()
         self.clock = clock
         self.ids = ids
 
@@ -95,7 +97,7 @@ class TrainingService:
         model, previous_status = self._enter_training(model_id, run_id)
         token = secrets.token_urlsafe(32)
         run = self._record_run(model, run_id, previous_status, config, storage, token)
-        self.notify("model.status_changed", model, previous_status=previous_status, run_id=run_id)
+        self.notifier.model_status_changed(self.models.public(model), previous_status, run_id)
         try:
             spec_uri = self._write_spec(model, run, ontology, storage, config)
             job = TrainingJob(run_id=run_id, model_id=model_id, project_id=model["project_id"],
@@ -222,6 +224,43 @@ class TrainingService:
         self._finish(model_id, run["run_id"], "failed", reason=reason)
         return FAILED
 
+    def progress(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
+        """The trainer's per-epoch report: kept in training_metrics and sent to subscribers."""
+        run = self.authenticate(model_id, authorization, run_id)
+        body = v.require_object(body)
+        v.reject_unknown(body, ("epoch", "training_loss", "validation_loss"))
+        epoch = body.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise InvalidInput("epoch must be a non-negative integer", field="epoch")
+        progress = {"epoch": epoch}
+        for key in ("training_loss", "validation_loss"):
+            if key in body:
+                value = body[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise InvalidInput(f"{key} must be a finite number", field=key)
+                progress[key] = value
+        if run["status"] in FINAL_RUN_STATUSES:
+            raise Conflict(f"training run '{run['run_id']}' already ended as {run['status']}", field="run_id")
+        for _ in range(RETRIES_ON_STALE):
+            model = self.models.get(model_id)
+            if model["status"] != "training" or model["training_task_id"] != run["run_id"]:
+                raise Conflict(f"training run '{run['run_id']}' is not the current run of model '{model_id}'",
+                               field="run_id", current_status=model["status"])
+            updated = {**model, "training_metrics": {**model["training_metrics"], **progress},
+                       "updated_at": self.clock()}
+            try:
+                updated = self.models.replace(updated)
+                break
+            except StaleRecord:
+                continue
+        else:
+            raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+        if run["status"] != "running":
+            self._update_run(run["run_id"], lambda r: {**r, **self._status(r, "running", "trainer reported progress")}
+                             if r["status"] in ("queued", "submitted") else r)
+        self.notifier.training_progress(self.models.public(updated), run["run_id"], progress)
+        return {"status": "progress recorded"}
+
     # ---- ending a run ----------------------------------------------------------------
 
     def expire_if_overdue(self, model: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +324,7 @@ class TrainingService:
         self._update_run(run_id, end)
         log.info(json.dumps({"event": f"training_{outcome}", "model_id": model_id, "run_id": run_id,
                              "reason": reason}))
-        self.notify("model.status_changed", self.models.public(updated), previous_status="training", run_id=run_id)
+        self.notifier.model_status_changed(self.models.public(updated), "training", run_id)
 
     def _status(self, run: dict[str, Any], status: str, note: str) -> dict[str, Any]:
         now = self.clock()

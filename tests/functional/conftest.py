@@ -43,7 +43,9 @@ def api(aws):
     from chalicelib import wiring
 
     wiring.reset()
-    with Client(app) as client:
+    # The test client applies a stage's environment from .chalice/config.json; the
+    # local stage names the same tables deploy_data_stores() made.
+    with Client(app, stage_name="local") as client:
         yield JsonClient(client)
     wiring.reset()
 

@@ -1,0 +1,128 @@
+"""WebSocket notifications: subscriptions over the socket, and fan-out of model events.
+
+Clients send {"action": "subscribe" | "unsubscribe", "project_id": ...} or
+{..., "model_id": ...}. Events go only to the subscribers of the event's project
+or model. A connection found gone on send is removed. Notifying never raises:
+a failure to notify must not fail the API call that caused it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore, topic
+from chalicelib.services.common import utc_now
+
+log = logging.getLogger("ml_models.notifications")
+MAX_MESSAGE = 4096
+MAX_KEY = 200
+
+
+class Notifier:
+    def __init__(self, store: ConnectionStore, poster: ConnectionPoster, clock: Callable[[], str] = utc_now) -> None:
+        self.store = store
+        self.poster = poster
+        self.clock = clock
+
+    # ---- events ----------------------------------------------------------------------
+
+    def model_status_changed(self, model: dict[str, Any], previous_status: str | None, run_id: str = "") -> None:
+        self.publish(model["project_id"], model["id"], {
+            "event": "model.status_changed", "model_id": model["id"], "project_id": model["project_id"],
+            "status": model["status"], "previous_status": previous_status,
+            "run_id": run_id or model.get("training_task_id", ""), "at": self.clock(),
+        })
+
+    def model_deleted(self, model: dict[str, Any]) -> None:
+        self.publish(model["project_id"], model["id"], {
+            "event": "model.deleted", "model_id": model["id"], "project_id": model["project_id"],
+            "status": "deleted", "previous_status": model["status"], "run_id": model.get("training_task_id", ""),
+            "at": self.clock(),
+        })
+
+    def training_progress(self, model: dict[str, Any], run_id: str, progress: dict[str, Any]) -> None:
+        self.publish(model["project_id"], model["id"], {
+            "event": "training.progress", "model_id": model["id"], "run_id": run_id, **progress,
+        })
+
+    def publish(self, project_id: str, model_id: str, event: dict[str, Any]) -> int:
+        """Send `event` to every subscriber of the project or model; returns how many got it."""
+        if not self.poster.endpoint_url:
+            return 0
+        delivered = 0
+        try:
+            for connection_id in self.store.subscribers([topic("project", project_id), topic("model", model_id)]):
+                delivered += self._send(connection_id, event)
+        except Exception:  # noqa: BLE001 — never fail the API call over a notification
+            log.exception(json.dumps({"event": "notify_failed", "model_id": model_id}))
+        return delivered
+
+    def _send(self, connection_id: str, event: dict[str, Any]) -> int:
+        try:
+            if self.poster.post(connection_id, event):
+                return 1
+            self.store.remove_connection(connection_id)
+            log.info(json.dumps({"event": "connection_gone", "connection_id": connection_id}))
+        except Exception:  # noqa: BLE001 — one bad connection must not stop the fan-out
+            log.exception(json.dumps({"event": "post_failed", "connection_id": connection_id}))
+        return 0
+
+    # ---- the socket's own messages -----------------------------------------------------
+
+    def connect(self, connection_id: str) -> None:
+        self.store.add_connection(connection_id)
+
+    def disconnect(self, connection_id: str) -> None:
+        self.store.remove_connection(connection_id)
+
+    def handle_message(self, connection_id: str, body: str | None, reply_endpoint: str | None = None) -> None:
+        """Act on a client message and answer it on the same connection."""
+        reply = self._answer(connection_id, body)
+        if not self.poster.post(connection_id, reply, endpoint_url=reply_endpoint):
+            self.store.remove_connection(connection_id)
+
+    def _answer(self, connection_id: str, body: str | None) -> dict[str, Any]:
+        if not body or len(body) > MAX_MESSAGE:
+            return error(f"a message must be a JSON object of at most {MAX_MESSAGE} bytes")
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return error("a message must be valid JSON")
+        if not isinstance(message, dict):
+            return error("a message must be a JSON object")
+        action = message.get("action")
+        if action not in ("subscribe", "unsubscribe"):
+            return error("action must be 'subscribe' or 'unsubscribe'", field="action")
+        targets = [(kind, message.get(f"{kind}_id")) for kind in ("project", "model") if f"{kind}_id" in message]
+        if len(targets) != 1:
+            return error("give exactly one of project_id or model_id", field="project_id")
+        kind, key = targets[0]
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+            return error(f"{kind}_id must be a non-empty string", field=f"{kind}_id")
+        if action == "subscribe":
+            self.store.subscribe(connection_id, kind, key)
+        else:
+            self.store.unsubscribe(connection_id, kind, key)
+        return {"event": f"{action}d", f"{kind}_id": key}
+
+
+def error(message: str, field: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"event": "error", "message": message}
+    if field:
+        body["field"] = field
+    return body
+
+
+class NullNotifier:
+    """Stands in where notifications are off (and in tests that do not look at them)."""
+
+    def model_status_changed(self, model: dict[str, Any], previous_status: str | None, run_id: str = "") -> None:
+        pass
+
+    def model_deleted(self, model: dict[str, Any]) -> None:
+        pass
+
+    def training_progress(self, model: dict[str, Any], run_id: str, progress: dict[str, Any]) -> None:
+        pass

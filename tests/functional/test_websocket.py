@@ -1,0 +1,206 @@
+"""WebSocket handlers and notifications, against moto's DynamoDB, with a fake poster."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.adapters.launcher import TrainingJob, job_name
+
+
+class FakePoster:
+    """Records what the app posts to each connection; some connections can be gone or broken."""
+
+    endpoint_url = "https://ws.example.test/api"
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[dict]] = {}
+        self.gone: set[str] = set()
+        self.broken = False
+
+    def post(self, connection_id, payload, endpoint_url=None):
+        if self.broken:
+            raise RuntimeError("management API down")
+        if connection_id in self.gone:
+            return False
+        self.sent.setdefault(connection_id, []).append(payload)
+        return True
+
+    def events(self, connection_id):
+        return [p for p in self.sent.get(connection_id, []) if p["event"] not in ("subscribed", "unsubscribed")]
+
+
+def ws_event(route: str, connection_id: str, body: str | None = None) -> dict:
+    event = {"requestContext": {"routeKey": route, "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
+                                .get(route, "MESSAGE"), "connectionId": connection_id,
+                                "domainName": "ws.example.test", "stage": "api", "apiId": "abc123"},
+             "isBase64Encoded": False}
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+@pytest.fixture
+def ws(api):
+    """Drives the app's WebSocket handlers the way API Gateway invokes them."""
+    import app as websocket  # the Lambda entry points API Gateway invokes
+    from chalicelib import wiring
+
+    poster = FakePoster()
+    wiring.services().notifier.poster = poster
+
+    class Socket:
+        def __init__(self):
+            self.poster = poster
+
+        def connect(self, cid):
+            assert websocket.ws_connect(ws_event("$connect", cid), None)["statusCode"] == 200
+
+        def send(self, cid, message):
+            body = message if isinstance(message, str) else json.dumps(message)
+            assert websocket.ws_message(ws_event("$default", cid, body), None)["statusCode"] == 200
+            return poster.sent[cid][-1]
+
+        def disconnect(self, cid):
+            websocket.ws_disconnect(ws_event("$disconnect", cid), None)
+
+    return Socket()
+
+
+class FakeLauncher:
+    def __init__(self):
+        self.jobs: list[TrainingJob] = []
+
+    def submit(self, job):
+        self.jobs.append(job)
+        return job_name(job.run_id)
+
+
+def test_subscribe_and_unsubscribe_are_acknowledged(ws, project):
+    ws.connect("c1")
+    assert ws.send("c1", {"action": "subscribe", "project_id": project}) == {"event": "subscribed",
+                                                                              "project_id": project}
+    assert ws.send("c1", {"action": "unsubscribe", "project_id": project}) == {"event": "unsubscribed",
+                                                                                "project_id": project}
+
+
+@pytest.mark.parametrize(("message", "needle"), [
+    ("not json", "valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ("", "JSON object"),
+    ({"action": "dance", "project_id": "p"}, "action"),
+    ({"action": "subscribe"}, "exactly one"),
+    ({"action": "subscribe", "project_id": "p", "model_id": "m"}, "exactly one"),
+    ({"action": "subscribe", "project_id": 7}, "project_id"),
+    ("x" * 5000, "at most"),
+])
+def test_malformed_messages_are_answered_not_crashed(ws, message, needle):
+    ws.connect("c1")
+    reply = ws.send("c1", message)
+    assert reply["event"] == "error" and needle in reply["message"]
+
+
+def test_events_go_only_to_the_right_subscribers(ws, api, make_model, project):
+    model = make_model()
+    ws.connect("project-fan")
+    ws.connect("model-fan")
+    ws.connect("other-project")
+    ws.connect("idle")
+    ws.send("project-fan", {"action": "subscribe", "project_id": project})
+    ws.send("model-fan", {"action": "subscribe", "model_id": model["id"]})
+    ws.send("other-project", {"action": "subscribe", "project_id": "proj-other"})
+    api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
+    for cid in ("project-fan", "model-fan"):
+        events = ws.poster.events(cid)
+        assert len(events) == 1
+        event = events[0]
+        assert event["event"] == "model.status_changed" and event["status"] == "archived"
+        assert event["previous_status"] == "draft" and event["model_id"] == model["id"]
+        assert event["project_id"] == project and event["at"]
+    assert ws.poster.events("other-project") == [] and ws.poster.events("idle") == []
+    # A PUT that does not change the status sends nothing.
+    api.put(f"/api/ml-models/{model['id']}", {"description": "x"})
+    assert len(ws.poster.events("project-fan")) == 1
+    api.delete(f"/api/ml-models/{model['id']}")
+    assert ws.poster.events("model-fan")[-1]["event"] == "model.deleted"
+
+
+def test_unsubscribed_and_disconnected_connections_get_nothing(ws, api, make_model, project):
+    from chalicelib import wiring
+
+    model = make_model()
+    ws.connect("a")
+    ws.connect("b")
+    ws.send("a", {"action": "subscribe", "project_id": project})
+    ws.send("b", {"action": "subscribe", "project_id": project})
+    ws.send("a", {"action": "unsubscribe", "project_id": project})
+    ws.disconnect("b")
+    assert wiring.services().notifier.store.subscriptions("b") == []
+    api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
+    assert ws.poster.events("a") == [] and ws.poster.events("b") == []
+
+
+def test_a_gone_connection_is_removed_on_first_failed_send(ws, api, make_model, project):
+    from chalicelib import wiring
+    from chalicelib.adapters.websocket import topic
+
+    store = wiring.services().notifier.store
+    model = make_model()
+    ws.connect("gone")
+    ws.connect("alive")
+    ws.send("gone", {"action": "subscribe", "project_id": project})
+    ws.send("alive", {"action": "subscribe", "project_id": project})
+    ws.poster.gone.add("gone")
+    api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
+    assert store.subscribers([topic("project", project)]) == ["alive"]
+    assert not store.is_connected("gone") and store.subscriptions("gone") == []
+    assert len(ws.poster.events("alive")) == 1
+
+
+def test_a_failure_to_notify_never_fails_the_api_call(ws, api, make_model, project):
+    model = make_model()
+    ws.connect("c")
+    ws.send("c", {"action": "subscribe", "project_id": project})
+    ws.poster.broken = True
+    reply = api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
+    assert reply.status == 200 and reply.json["status"] == "archived"
+
+
+def test_training_events_and_progress(ws, api, make_model, project):
+    from chalicelib import wiring
+
+    launcher = FakeLauncher()
+    wiring.services().training.launcher = launcher
+    model = make_model()
+    ws.connect("c")
+    ws.send("c", {"action": "subscribe", "model_id": model["id"]})
+    assert api.post("/api/ml-models/train", {"model_id": model["id"]}).status == 202
+    job = launcher.jobs[-1]
+    auth = {"Authorization": f"Bearer {job.callback_token}", "X-Training-Run-Id": job.run_id}
+    path = f"/api/ml-models/{model['id']}/training"
+    for epoch in (1, 2):
+        reply = api.post(f"{path}/progress", {"epoch": epoch, "training_loss": 1.0 / epoch,
+                                              "validation_loss": 1.5 / epoch}, headers=auth)
+        assert reply.status == 200, reply
+    assert api.get(f"/api/ml-models/{model['id']}").json["training_metrics"] == {
+        "epoch": 2, "training_loss": 0.5, "validation_loss": 0.75}
+    assert api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json["status"] == "running"
+    assert api.post(f"{path}/progress", {"epoch": 3}, headers={"Authorization": "Bearer forged"}).status == 401
+    assert api.post(f"{path}/progress", {"epoch": -1}, headers=auth).status == 400
+    reply = api.post(f"{path}/progress", {"epoch": 3, "training_loss": "abc"}, headers=auth)
+    assert reply.status == 400 and reply.json["field"] == "training_loss"
+    api.post(f"{path}/complete", {"model_artifact_path": "s3://artifacts/models/m/v1/",
+                                  "performance_metrics": {"accuracy": 0.9}}, headers=auth)
+    events = ws.poster.events("c")
+    assert [(e["event"], e.get("status"), e.get("epoch")) for e in events] == [
+        ("model.status_changed", "training", None),
+        ("training.progress", None, 1),
+        ("training.progress", None, 2),
+        ("model.status_changed", "trained", None),
+    ]
+    assert events[0]["previous_status"] == "draft" and events[0]["run_id"] == job.run_id
+    assert events[1] == {"event": "training.progress", "model_id": model["id"], "run_id": job.run_id, "epoch": 1,
+                         "training_loss": 1.0, "validation_loss": 1.5}
+    assert events[3]["previous_status"] == "training"
+    # Progress after the run ended is refused.
+    assert api.post(f"{path}/progress", {"epoch": 9}, headers=auth).status == 409
