@@ -88,7 +88,8 @@ def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str
     return env
 
 
-def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str]) -> dict[str, str]:
+def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str],
+                    ws_management_port: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(data_env)
     env.update({
@@ -97,6 +98,8 @@ def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str
         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", REGION),
         "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
     })
+    if ws_management_port:
+        env["WEBSOCKET_ENDPOINT_URL"] = f"http://127.0.0.1:{ws_management_port}"
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -113,6 +116,16 @@ def start_api(port: int, env: dict[str, str], host: str = "127.0.0.1", log_file=
         start_new_session=True,
     )
     wait_for_http(f"http://{host}:{port}/api/ml-models?project_id=ping", proc)
+    return proc
+
+
+def start_ws_gateway(port: int, management_port: int, env: dict[str, str], log_file=None) -> subprocess.Popen:
+    """Start the local WebSocket gateway (scripts/ws_gateway.py) and wait until it accepts connections."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.ws_gateway", "--port", str(port), "--management-port", str(management_port)],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None, start_new_session=True,
+    )
+    wait_for_http(f"http://127.0.0.1:{management_port}/@connections/ping", proc)
     return proc
 
 
@@ -145,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
+    parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", 8081)))
+    parser.add_argument("--ws-management-port", type=int, default=int(os.environ.get("WS_MANAGEMENT_PORT", 8082)))
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="use this AWS endpoint (e.g. LocalStack) instead of starting moto server")
     args = parser.parse_args(argv)
@@ -163,16 +178,22 @@ def main(argv: list[str] | None = None) -> int:
         log.info("moto server (embedded AWS) on %s", endpoint)
     data_env = deploy_data_stores(endpoint)
     log.info("data stores ready: %s", ", ".join(f"{k}={v}" for k, v in sorted(data_env.items())))
-    api = start_api(args.port, app_environment(endpoint, args.port, data_env), host="127.0.0.1")
-    log.info("API on http://localhost:%d  (Ctrl-C stops everything)", args.port)
+    env = app_environment(endpoint, args.port, data_env, args.ws_management_port)
+    gateway = start_ws_gateway(args.ws_port, args.ws_management_port, env)
+    api = None
     try:
-        while api.poll() is None:
+        api = start_api(args.port, env, host="127.0.0.1")
+        log.info("API on http://localhost:%d, WebSocket on ws://localhost:%d  (Ctrl-C stops everything)",
+                 args.port, args.ws_port)
+        while api.poll() is None and gateway.poll() is None:
             time.sleep(0.5)
-        return api.returncode or 1
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        stop(api)
+        for proc in (api, gateway):
+            if proc is not None:
+                stop(proc)
         if moto is not None:
             moto.stop()
 

@@ -67,20 +67,24 @@ class Http:
 @pytest.fixture(scope="session")
 def stack():
     """moto server + data stores from the CloudFormation template + chalice local; yields handles."""
-    moto_port, api_port = _free_port(), _free_port()
+    moto_port, api_port, ws_port, ws_management_port = _free_port(), _free_port(), _free_port(), _free_port()
     moto = local_stack.embedded_aws(moto_port)
     endpoint = f"http://127.0.0.1:{moto_port}"
     log = tempfile.NamedTemporaryFile(prefix="chalice-local-", suffix=".log", delete=False)
     try:
         data_env = local_stack.deploy_data_stores(endpoint)
-        env = local_stack.app_environment(endpoint, api_port, data_env)
+        env = local_stack.app_environment(endpoint, api_port, data_env, ws_management_port)
         env["LOCAL_MAX_CONCURRENT_JOBS"] = "2"
+        env["TRAINER_PROGRESS_INTERVAL"] = "0"
         env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-runs-")
+        gateway = local_stack.start_ws_gateway(ws_port, ws_management_port, env, log_file=log)
         api = local_stack.start_api(api_port, env, log_file=log)
         try:
-            yield Stack(Http(f"http://127.0.0.1:{api_port}"), endpoint, data_env, log.name)
+            yield Stack(Http(f"http://127.0.0.1:{api_port}"), endpoint, data_env, log.name,
+                        f"ws://127.0.0.1:{ws_port}")
         finally:
             local_stack.stop(api)
+            local_stack.stop(gateway)
     finally:
         moto.stop()
         log.close()
@@ -88,8 +92,9 @@ def stack():
 
 
 class Stack:
-    def __init__(self, http: Http, endpoint: str, env: dict[str, str], log_path: str) -> None:
+    def __init__(self, http: Http, endpoint: str, env: dict[str, str], log_path: str, ws_url: str) -> None:
         self.http = http
+        self.ws_url = ws_url
         self.endpoint = endpoint
         self.env = env
         self.log_path = log_path
