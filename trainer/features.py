@@ -37,8 +37,10 @@ def coerce_column(series: pd.Series, kind: str) -> pd.Series:
     if kind == "datetime":
         values = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
         return values.dt.tz_localize(None)
-    values = series.astype(object)
-    return values.where(series.notna(), np.nan).map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
+    values = series.astype(object).where(series.notna(), np.nan)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values  # already text: skip the per-value conversion (it dominates on millions of rows)
+    return values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
 
 
 class FrameCoercer(TransformerMixin, BaseEstimator):

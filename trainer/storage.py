@@ -68,6 +68,8 @@ def read_spec(client, uri: str) -> bytes:
 def list_data_objects(client, uri: str, declared_format: str) -> list[DataObject]:
     """Every data object under `uri`, in key order; markers (_SUCCESS, .crc, directories) are skipped.
 
+    `s3://b/data` means the object `data` or the objects under `data/` — never `data-old/...`.
+
     An object's format comes from its extension; objects without a known extension are read
     in the storage's declared format.
     """
@@ -78,6 +80,8 @@ def list_data_objects(client, uri: str, declared_format: str) -> list[DataObject
         for page in pages:
             for item in page.get("Contents", []):
                 key = item["Key"]
+                if prefix and not prefix.endswith("/") and key != prefix and not key.startswith(prefix + "/"):
+                    continue  # a sibling that merely shares the name's first characters
                 base = posixpath.basename(key)
                 if key.endswith("/") or not base or base.startswith(("_", ".")):
                     continue

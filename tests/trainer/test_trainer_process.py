@@ -27,7 +27,6 @@ from trainer_helpers import (
     new_ids,
     put_frame,
     run_many,
-    run_trainer,
     trainer_env,
 )
 
@@ -62,6 +61,8 @@ def datasets(s3):
 
     diabetes = load_diabetes(as_frame=True).frame
     put_frame(s3, "diabetes/data.parquet", diabetes, "parquet")
+    put_frame(s3, "diabetes-jsonl/part-0.jsonl", diabetes.iloc[:200], "jsonl")
+    put_frame(s3, "diabetes-jsonl/part-1.jsonl", diabetes.iloc[200:], "jsonl")
     return {
         "classification": (cancer, cancer_ttl, [{"id": "st-1", "uri": f"s3://{DATA_BUCKET}/cancer/", "format": "csv"}]),
         "regression": (
@@ -72,17 +73,28 @@ def datasets(s3):
     }
 
 
+# The network's regression data is the same diabetes rows as JSON lines in two objects.
+JSONL_STORAGE = [{"id": "st-3", "uri": f"s3://{DATA_BUCKET}/diabetes-jsonl/", "format": "jsonl"}]
+SPEC_FROM_S3 = ("regression", "classification")  # this case reads its spec from TRAINER_SPEC_URI
+
+
 @pytest.fixture(scope="module")
-def runs(datasets, moto_server):
+def runs(datasets, s3, moto_server):
     """All eight (model type, task) trainings, run a few at a time; (model type, task) -> outcome."""
     cases, envs = {}, {}
     for model_type in MODEL_TYPES:
         for task, (_, ttl, storage) in datasets.items():
             receiver = CallbackReceiver()
             model_id, run_id = new_ids()
+            if (model_type, task) == ("neural_network", "regression"):
+                storage = JSONL_STORAGE
             spec = make_spec(model_id, run_id, model_type, ttl, storage, CONFIG)
             cases[(model_type, task)] = (spec, receiver)
             envs[(model_type, task)] = trainer_env(moto_server, receiver, spec)
+            if (model_type, task) == SPEC_FROM_S3:
+                s3.put_object(Bucket=DATA_BUCKET, Key=f"specs/{run_id}.json", Body=json.dumps(spec).encode())
+                del envs[(model_type, task)]["TRAINER_SPEC"]
+                envs[(model_type, task)]["TRAINER_SPEC_URI"] = f"s3://{DATA_BUCKET}/specs/{run_id}.json"
     try:
         done = run_many(envs)
         yield {key: (done[key], *cases[key]) for key in cases}
@@ -130,6 +142,12 @@ def test_trains_writes_artifact_and_reports(model_type, task, runs, datasets, s3
     assert manifest["model_type"] == model_type and manifest["task"] == task
     assert manifest["performance_metrics"] == performance and manifest["training_metrics"] == training
     assert manifest["data"]["synthetic"] is False
+    objects = manifest["data"]["objects"]
+    expected_formats = {"classification": {"csv"}, "regression": {"parquet"}}[task]
+    if (model_type, task) == ("neural_network", "regression"):
+        expected_formats = {"jsonl"}
+    assert {o["format"] for o in objects} == expected_formats
+    assert all(o["uri"].startswith(spec["storage"][0]["uri"]) for o in objects)
     assert sum(o["rows"] for o in manifest["data"]["objects"]) == len(frame)
     assert all(o["etag"] and o["size"] > 0 for o in manifest["data"]["objects"])
     assert {"scikit-learn", "torch", "python"} <= set(manifest["libraries"])
@@ -155,24 +173,6 @@ def test_trains_writes_artifact_and_reports(model_type, task, runs, datasets, s3
 
     logs = log_lines(done.stderr)
     assert logs and all(line["model_id"] == model_id and line["run_id"] == run_id for line in logs)
-
-
-def test_reads_jsonl_and_spec_from_s3(datasets, s3, moto_server, receiver):
-    frame, ttl, _ = datasets["classification"]
-    put_frame(s3, "cancer-jsonl/rows.jsonl", frame, "jsonl")
-    model_id, run_id = new_ids()
-    spec = make_spec(model_id, run_id, "regression", ttl,
-                     [{"uri": f"s3://{DATA_BUCKET}/cancer-jsonl/", "format": "jsonl"}], CONFIG, version=4)
-    s3.put_object(Bucket=DATA_BUCKET, Key=f"specs/{run_id}.json", Body=json.dumps(spec).encode())
-    env = trainer_env(moto_server, receiver, None, TRAINER_MODEL_ID=model_id, TRAINER_RUN_ID=run_id,
-                      TRAINER_SPEC_URI=f"s3://{DATA_BUCKET}/specs/{run_id}.json")
-
-    done = run_trainer(env)
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    [call] = receiver.calls("complete")
-    assert call["body"]["model_artifact_path"] == f"s3://{ARTIFACT_BUCKET}/models/{model_id}/v4/"
-    assert call["body"]["performance_metrics"]["accuracy"] > 0.9
 
 
 def test_readme_example_runs():
