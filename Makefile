@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8080
 STAGE ?= dev
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test test-fast lint bench bench-recommend package clean
 
@@ -15,6 +16,11 @@ $(STAMP): requirements.txt requirements-dev.txt trainer/requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Benchmark-only packages (datasets for the recommender benchmark).
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $(BENCH_STAMP)
 
 ## Start the whole local stack: moto server (embedded AWS), tables and bucket, API on :$(PORT).
 run: $(STAMP)
@@ -31,10 +37,17 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-## Benchmarks: results are written to docs/BENCHMARKS.md.
-bench: $(STAMP)
+## Benchmarks: results are written to docs/BENCHMARKS.md (each script replaces its own section).
+bench: $(BENCH_STAMP)
+	$(PY) -m scripts.package --stage $(STAGE)
 	$(PY) -m bench.bench_api
+	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_recommend
+
+## Only the recommender's quality and sampling-cost benchmark.
+bench-recommend: $(BENCH_STAMP)
+	$(PY) -m bench.bench_recommend
 
 package: $(STAMP)
 	$(PY) -m scripts.package --stage $(STAGE)
