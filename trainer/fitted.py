@@ -27,21 +27,17 @@ TRUSTED_TYPES = [
     "trainer.features.FrameCoercer",
     "sklearn.pipeline.Pipeline",
     "sklearn.compose._column_transformer.ColumnTransformer",
-    "sklearn.compose._column_transformer._RemainderColsList",
     "sklearn.impute._base.SimpleImputer",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.preprocessing._encoders.OneHotEncoder",
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.tree._classes.DecisionTreeRegressor",
-    "sklearn.tree._tree.Tree",
+    "sklearn.tree._tree.Tree",  # not trusted by skops by default; plain arrays inside
     "sklearn.ensemble._forest.RandomForestClassifier",
     "sklearn.ensemble._forest.RandomForestRegressor",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.linear_model._ridge.Ridge",
-    "builtins.slice",
     "numpy.dtype",
-    "numpy.float64",
-    "numpy.int64",
 ]
 
 

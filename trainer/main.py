@@ -122,10 +122,14 @@ def configure_torch(threads: int, seed: int) -> None:
     np.random.seed(seed)  # for any library that still draws from the global generator
 
 
+def _raise_terminated(signum, frame) -> None:
+    raise TrainingFailed("terminated by SIGTERM before training finished")
+
+
 def _report_fail_on_sigterm(reporter: Reporter) -> None:
     """Block SIGTERM in every thread and wait for it in one: works even while the main thread is in C code."""
-    if not hasattr(signal, "pthread_sigmask"):
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(TrainingFailed("terminated by SIGTERM")))
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the handler runs between bytecodes of the main thread
+        signal.signal(signal.SIGTERM, _raise_terminated)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 

@@ -343,3 +343,16 @@ def test_loader_verifies_sha256_and_refuses_untrusted_types(s3, wine):
     evil = sio.dumps(Pipeline([("f", FunctionTransformer(func=eval))]))
     with pytest.raises(ArtifactError, match="outside the trainer's trusted list"):
         SklearnModel.from_files({"model.skops": evil}, "regression", None)
+
+
+def test_storage_uri_means_the_object_or_its_folder_not_siblings(s3):
+    from trainer_helpers import DATA_BUCKET
+
+    from trainer.storage import list_data_objects
+
+    for key in ("units/data", "units/data/a.csv", "units/data/_SUCCESS", "units/data-old/b.csv", "units/datab.csv"):
+        s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=b"x,label\n1,a\n")
+    keys = [o.key for o in list_data_objects(s3, f"s3://{DATA_BUCKET}/units/data", "csv")]
+    assert keys == ["units/data", "units/data/a.csv"]
+    keys = [o.key for o in list_data_objects(s3, f"s3://{DATA_BUCKET}/units/data/", "csv")]
+    assert keys == ["units/data/a.csv"]
