@@ -241,20 +241,8 @@ class TrainingService:
                 progress[key] = value
         if run["status"] in FINAL_RUN_STATUSES:
             raise Conflict(f"training run '{run['run_id']}' already ended as {run['status']}", field="run_id")
-        for _ in range(RETRIES_ON_STALE):
-            model = self.models.get(model_id)
-            if model["status"] != "training" or model["training_task_id"] != run["run_id"]:
-                raise Conflict(f"training run '{run['run_id']}' is not the current run of model '{model_id}'",
-                               field="run_id", current_status=model["status"])
-            updated = {**model, "training_metrics": {**model["training_metrics"], **progress},
-                       "updated_at": self.clock()}
-            try:
-                updated = self.models.replace(updated)
-                break
-            except StaleRecord:
-                continue
-        else:
-            raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+        updated = self._change_training_model(model_id, run["run_id"], lambda model: {
+            **model, "training_metrics": {**model["training_metrics"], **progress}, "updated_at": self.clock()})
         if run["status"] != "running":
             self._update_run(run["run_id"], lambda r: {**r, **self._status(r, "running", "trainer reported progress")}
                              if r["status"] in ("queued", "submitted") else r)
@@ -292,29 +280,21 @@ class TrainingService:
             raise Conflict(f"training run '{run_id}' already ended as {run['status']}", field="run_id",
                            run_status=run["status"])
         now = self.clock()
-        for _ in range(RETRIES_ON_STALE):
-            model = self.models.get(model_id)
-            if model["status"] != "training" or model["training_task_id"] != run_id:
-                raise Conflict(f"training run '{run_id}' is not the current run of model '{model_id}'",
-                               field="run_id", current_status=model["status"])
+
+        def leave_training(model: dict[str, Any]) -> dict[str, Any]:
             metadata = dict(model["metadata"])
             if outcome == "succeeded":
                 metadata.pop("failure_reason", None)
-                updated = {**model, "status": "trained", "version": run["version"], "trained_at": now,
-                           "model_artifact_path": artifact, "performance_metrics": performance or {},
-                           "training_metrics": training or {}, "metadata": metadata, "updated_at": now}
-            else:
-                metadata["failure_reason"] = reason
-                updated = {**model, "status": model_status or "failed", "metadata": metadata, "updated_at": now}
-                if model_status is not None:  # the job never ran: put the model back as it was
-                    updated["training_task_id"] = ""
-            try:
-                updated = self.models.replace(updated)
-                break
-            except StaleRecord:
-                continue
-        else:
-            raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+                return {**model, "status": "trained", "version": run["version"], "trained_at": now,
+                        "model_artifact_path": artifact, "performance_metrics": performance or {},
+                        "training_metrics": training or {}, "metadata": metadata, "updated_at": now}
+            metadata["failure_reason"] = reason
+            updated = {**model, "status": model_status or "failed", "metadata": metadata, "updated_at": now}
+            if model_status is not None:  # the job never ran: put the model back as it was
+                updated["training_task_id"] = ""
+            return updated
+
+        updated = self._change_training_model(model_id, run_id, leave_training)
 
         def end(r: dict[str, Any]) -> dict[str, Any]:
             extra = {"model_artifact_path": artifact, "performance_metrics": performance or {},
@@ -325,6 +305,20 @@ class TrainingService:
         log.info(json.dumps({"event": f"training_{outcome}", "model_id": model_id, "run_id": run_id,
                              "reason": reason}))
         self.notifier.model_status_changed(self.models.public(updated), "training", run_id)
+
+    def _change_training_model(self, model_id: str, run_id: str,
+                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Apply `change` to the model while `run_id` is its current training run (409 otherwise)."""
+        for _ in range(RETRIES_ON_STALE):
+            model = self.models.get(model_id)
+            if model["status"] != "training" or model["training_task_id"] != run_id:
+                raise Conflict(f"training run '{run_id}' is not the current run of model '{model_id}'",
+                               field="run_id", current_status=model["status"])
+            try:
+                return self.models.replace(change(model))
+            except StaleRecord:
+                continue
+        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
 
     def _status(self, run: dict[str, Any], status: str, note: str) -> dict[str, Any]:
         now = self.clock()

@@ -9,6 +9,7 @@ import json
 import uuid
 
 import pytest
+from fakes.launcher import FakeLauncher
 from moto import mock_aws
 from samples import SENSOR_TTL
 
@@ -82,6 +83,16 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"<Reply {self.status} {self.raw[:300]!r}>"
+
+
+@pytest.fixture
+def launcher(api) -> FakeLauncher:
+    """Training jobs go to a launcher that records them instead of starting anything."""
+    from chalicelib import wiring
+
+    fake = FakeLauncher()
+    wiring.services().training.launcher = fake
+    return fake
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from samples import SENSOR_TTL
 
-from chalicelib.adapters.launcher import TrainingJob, job_name
+from chalicelib.adapters.launcher import TrainingJob
 from chalicelib.errors import UpstreamFailed
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -259,30 +259,6 @@ COMPLETE_BODY = {
     "performance_metrics": {"accuracy": 0.95, "f1_score": 0.93, "precision": 0.94, "recall": 0.92},
     "training_metrics": {"epoch": 50, "training_loss": 0.05, "validation_loss": 0.08},
 }
-
-
-class FakeLauncher:
-    """Records submitted jobs; can be told to refuse the next submission."""
-
-    def __init__(self) -> None:
-        self.jobs: list[TrainingJob] = []
-        self.refuse_with: Exception | None = None
-
-    def submit(self, job: TrainingJob) -> str:
-        if self.refuse_with is not None:
-            exc, self.refuse_with = self.refuse_with, None
-            raise exc
-        self.jobs.append(job)
-        return job_name(job.run_id)
-
-
-@pytest.fixture
-def launcher(api):
-    from chalicelib import wiring
-
-    fake = FakeLauncher()
-    wiring.services().training.launcher = fake
-    return fake
 
 
 def callback(api, job: TrainingJob, kind: str, body: dict, token: str | None = None, run_header: bool = True):

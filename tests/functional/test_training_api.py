@@ -10,30 +10,6 @@ from chalicelib.adapters.launcher import TrainingJob, job_name
 from chalicelib.errors import UpstreamFailed
 
 
-class FakeLauncher:
-    """Records submitted jobs; can be told to refuse the next submission."""
-
-    def __init__(self) -> None:
-        self.jobs: list[TrainingJob] = []
-        self.refuse_with: Exception | None = None
-
-    def submit(self, job: TrainingJob) -> str:
-        if self.refuse_with is not None:
-            exc, self.refuse_with = self.refuse_with, None
-            raise exc
-        self.jobs.append(job)
-        return job_name(job.run_id)
-
-
-@pytest.fixture
-def launcher(api):
-    from chalicelib import wiring
-
-    fake = FakeLauncher()
-    wiring.services().training.launcher = fake
-    return fake
-
-
 @pytest.fixture
 def data(aws, api, project, ontology):
     s3 = boto3.client("s3", region_name="us-east-1")

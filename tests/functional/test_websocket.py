@@ -5,8 +5,6 @@ import json
 
 import pytest
 
-from chalicelib.adapters.launcher import TrainingJob, job_name
-
 
 class FakePoster:
     """Records what the app posts to each connection; some connections can be gone or broken."""
@@ -65,15 +63,6 @@ def ws(api):
             websocket.ws_disconnect(ws_event("$disconnect", cid), None)
 
     return Socket()
-
-
-class FakeLauncher:
-    def __init__(self):
-        self.jobs: list[TrainingJob] = []
-
-    def submit(self, job):
-        self.jobs.append(job)
-        return job_name(job.run_id)
 
 
 def test_subscribe_and_unsubscribe_are_acknowledged(ws, project):
@@ -166,11 +155,7 @@ def test_a_failure_to_notify_never_fails_the_api_call(ws, api, make_model, proje
     assert reply.status == 200 and reply.json["status"] == "archived"
 
 
-def test_training_events_and_progress(ws, api, make_model, project):
-    from chalicelib import wiring
-
-    launcher = FakeLauncher()
-    wiring.services().training.launcher = launcher
+def test_training_events_and_progress(ws, api, make_model, project, launcher):
     model = make_model()
     ws.connect("c")
     ws.send("c", {"action": "subscribe", "model_id": model["id"]})
