@@ -71,10 +71,17 @@ class Services:
 _services: Services | None = None
 
 
-def aws_client(settings: Settings, service: str):
-    import boto3
+_clients: dict[tuple[str, str, str | None], Any] = {}
 
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+
+def aws_client(settings: Settings, service: str):
+    """One boto3 client per service, region and endpoint for the life of the container."""
+    key = (service, settings.region, settings.aws_endpoint_url)
+    if key not in _clients:
+        import boto3
+
+        _clients[key] = boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    return _clients[key]
 
 
 def management_client(settings: Settings, endpoint_url: str):

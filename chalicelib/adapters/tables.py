@@ -188,10 +188,9 @@ def bind_tables(settings: Settings) -> None:
     """Point every table class at the stage's table names, region and endpoint."""
     names = settings.table_names()
     for key, table in ALL_TABLES.items():
-        table.Meta.table_name = names[key]
-        table.Meta.region = settings.region
-        table.Meta.host = settings.aws_endpoint_url
+        binding = (names[key], settings.region, settings.aws_endpoint_url)
+        if binding == (table.Meta.table_name, getattr(table.Meta, "region", None), getattr(table.Meta, "host", None)):
+            continue  # keep the connection (and its botocore client) PynamoDB already made
+        table.Meta.table_name, table.Meta.region, table.Meta.host = binding
         # PynamoDB caches its connection on first use; drop it so the new binding takes effect.
         table._connection = None
-        for index in table._indexes.values() if hasattr(table, "_indexes") else ():
-            index._connection = None
