@@ -18,7 +18,6 @@ and the recommendation falls back on the ontology. Values are kept as text (None
 from __future__ import annotations
 
 import csv
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ MAX_BYTES = 1_000_000
 MAX_ROWS = 2_000
 MAX_OBJECTS_SAMPLED = 4
 MAX_OBJECTS_LISTED = 1_000
-CHUNKS = 4
+CHUNKS = 3
 # More than this share of undecodable characters and an object is not treated as text.
 MAX_BAD_CHARS = 0.01
 
@@ -117,29 +116,37 @@ def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None
     chosen = _pick(objects, MAX_OBJECTS_SAMPLED)
     share = MAX_BYTES // len(chosen)
     rows: list[dict[str, str | None]] = []
-    parsed_bytes = parsed_rows = 0
+    parsed_bytes = lines = 0
     whole = True
-    for obj in chosen:
-        if obj.size == 0:
-            continue
+
+    def read(obj: Any) -> list[_Chunk] | InvalidInput:
         try:
-            chunks = _read_chunks(s3, location, obj, share)
+            return _read_chunks(s3, location, obj, share) if obj.size else []
         except InvalidInput as exc:
-            sample.problems.append(f"object {obj.key}: {exc.message}")
+            return exc
+
+    # Objects are fetched concurrently, then parsed in key order, so the sample is the same every time.
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        fetched = list(pool.map(read, chosen))
+    for obj, chunks in zip(chosen, fetched, strict=True):
+        if isinstance(chunks, InvalidInput):
+            sample.problems.append(f"object {obj.key}: {chunks.message}")
+            continue
+        if not chunks:
             continue
         whole = whole and len(chunks) == 1
         sample.bytes_read += sum(c.nbytes for c in chunks)
         sample.objects_read += 1
-        got, nbytes, lines = _parse_object(obj.key, chunks, sample)
+        got, nbytes, count = _parse_object(obj.key, chunks, sample, MAX_ROWS // len(chosen))
         rows.extend(got)
         parsed_bytes += nbytes
-        parsed_rows += lines
+        lines += count
     sample.rows_parsed = len(rows)
     sample.rows = _evenly(rows, MAX_ROWS)
-    if parsed_rows:
+    if lines and rows:
         exact = whole and sample.objects_read == len(objects) and not sample.listing_truncated
         sample.row_count_exact = exact
-        sample.estimated_rows = len(rows) if exact else round(sample.total_bytes * parsed_rows / parsed_bytes)
+        sample.estimated_rows = lines if exact else round(sample.total_bytes * lines / parsed_bytes)
 
 
 def _read_chunks(s3: Any, location: Any, obj: Any, share: int) -> list[_Chunk]:
@@ -176,34 +183,41 @@ class _NotText(InvalidInput):
     pass
 
 
-def _parse_object(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
-    """Rows of one object, the bytes of the lines parsed, and how many lines that was."""
+def _parse_object(key: str, chunks: list[_Chunk], sample: Sample, budget: int) -> tuple[list[dict], int, int]:
+    """At most `budget` rows of one object, the bytes of its complete lines read, and how many lines that was.
+
+    Lines are counted in everything read (for the row estimate); only `budget` of them, evenly
+    spaced in each range, are parsed, so parsing costs the same for any object size. A quoted
+    field spanning lines is not supported: its pieces are counted as malformed rows.
+    """
     if sample.format == "jsonl":
-        return _parse_jsonl(key, chunks, sample)
-    return _parse_csv(key, chunks, sample)
+        return _parse_jsonl(key, chunks, sample, budget)
+    return _parse_csv(key, chunks, sample, budget)
 
 
-def _parse_csv(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
+def _lines(text: str, budget: int) -> tuple[list[str], int]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return _evenly(lines, budget), len(lines)
+
+
+def _parse_csv(key: str, chunks: list[_Chunk], sample: Sample, budget: int) -> tuple[list[dict], int, int]:
     first = chunks[0].text if chunks else ""
     header_line, _, first_body = first.partition("\n")
-    header = next(csv.reader([header_line]), [])
-    header = [h.strip() for h in header]
+    header = [h.strip() for h in next(csv.reader([header_line]), [])]
     if not header or not any(header):
         sample.problems.append(f"object {key}: no CSV header line")
         return [], 0, 0
     if len(set(header)) != len(header):
         sample.problems.append(f"object {key}: the CSV header repeats a column name")
-    for name in header:
-        if name not in sample.columns:
-            sample.columns.append(name)
-    rows, ragged, nbytes, lines = [], 0, 0, 0
+    sample.columns += [name for name in header if name not in sample.columns]
+    rows, ragged, parsed, nbytes, lines = [], 0, 0, 0, 0
     bodies = [first_body] + [c.text for c in chunks[1:]]
     for body in bodies:
         nbytes += len(body.encode("utf-8"))
-        for record in csv.reader(io.StringIO(body)):
-            if not record or record == [""]:
-                continue
-            lines += 1
+        picked, count = _lines(body, max(1, budget // len(bodies)))
+        lines += count
+        for record in csv.reader(picked):
+            parsed += 1
             if len(record) != len(header):
                 ragged += 1
                 continue
@@ -211,20 +225,20 @@ def _parse_csv(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dic
     if ragged:
         sample.rows_rejected += ragged
         sample.problems.append(
-            f"object {key}: {ragged} of {lines} sampled rows have a different number of fields than the "
+            f"object {key}: {ragged} of {parsed} sampled rows have a different number of fields than the "
             f"header ({len(header)}) and were skipped"
         )
     return rows, nbytes, lines
 
 
-def _parse_jsonl(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[dict], int, int]:
-    rows, bad, nbytes, lines = [], 0, 0, 0
+def _parse_jsonl(key: str, chunks: list[_Chunk], sample: Sample, budget: int) -> tuple[list[dict], int, int]:
+    rows, bad, parsed, nbytes, lines = [], 0, 0, 0, 0
     for chunk in chunks:
         nbytes += len(chunk.text.encode("utf-8"))
-        for line in chunk.text.splitlines():
-            if not line.strip():
-                continue
-            lines += 1
+        picked, count = _lines(chunk.text, max(1, budget // len(chunks)))
+        lines += count
+        for line in picked:
+            parsed += 1
             try:
                 value = json.loads(line)
             except ValueError:
@@ -232,13 +246,11 @@ def _parse_jsonl(key: str, chunks: list[_Chunk], sample: Sample) -> tuple[list[d
             if not isinstance(value, dict):
                 bad += 1
                 continue
-            for name in value:
-                if name not in sample.columns:
-                    sample.columns.append(name)
+            sample.columns += [str(name) for name in value if str(name) not in sample.columns]
             rows.append({str(k): _text(v) for k, v in value.items()})
     if bad:
         sample.rows_rejected += bad
-        sample.problems.append(f"object {key}: {bad} of {lines} sampled lines are not JSON objects and were skipped")
+        sample.problems.append(f"object {key}: {bad} of {parsed} sampled lines are not JSON objects and were skipped")
     return rows, nbytes, lines
 
 

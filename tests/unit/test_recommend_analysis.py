@@ -66,7 +66,7 @@ def test_large_object_is_read_in_bounded_ranges_and_estimated():
     got = sample.sample_storage(s3, config())
     assert got.bytes_read <= sample.MAX_BYTES < len(body)
     assert len(s3.reads) == sample.CHUNKS and s3.reads[0][1] == 0
-    assert len(got.rows) == sample.MAX_ROWS and not got.row_count_exact
+    assert sample.MAX_ROWS - sample.CHUNKS < len(got.rows) <= sample.MAX_ROWS and not got.row_count_exact
     assert abs(got.estimated_rows - 60_000) / 60_000 < 0.05
     assert all(len(row) == 4 and row["a"] is not None for row in got.rows)  # only complete lines were parsed
 
