@@ -1,0 +1,87 @@
+"""Must-show 4: the infra template's DynamoDB and S3 parts, deployed into moto server's
+CloudFormation, serve the API's smoke path (create, get, list): the app is configured from
+nothing but the stack's outputs, and its records land in the tables the stack created."""
+from __future__ import annotations
+
+import boto3
+import pytest
+from infra_support import REGION, chalice_test_client
+
+from scripts.local_stack import deploy_data_stores
+
+pytestmark = pytest.mark.integration
+
+STAGE = "infra-smoke"
+ONTOLOGY = """\
+@prefix owl: <http://www.w3.org/2002/07/owl#> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+@prefix ex: <http://example.org/sensors#> .
+
+ex:Reading a owl:Class .
+ex:temperature a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:double .
+"""
+
+
+@pytest.fixture
+def stack(moto_server):
+    """The data stores of stage `infra-smoke` in moto server: {logical id: physical id} and the app's env."""
+    env = deploy_data_stores(moto_server, stage=STAGE, bucket=f"ml-models-artifacts-{STAGE}")
+    cfn = boto3.client("cloudformation", endpoint_url=moto_server, region_name=REGION)
+    resources = cfn.describe_stack_resources(StackName=f"ml-models-data-{STAGE}")["StackResources"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}, env
+
+
+@pytest.fixture
+def api(stack, moto_server, tmp_path, monkeypatch):
+    from chalicelib import wiring
+
+    _, env = stack
+    app_env = {**env, "APP_STAGE": STAGE, "AWS_ENDPOINT_URL": moto_server, "TRAINING_LAUNCHER": "local"}
+    for key, value in app_env.items():
+        monkeypatch.setenv(key, value)
+    wiring.reset()
+    with chalice_test_client(app_env, tmp_path) as client:
+        yield client
+    wiring.reset()
+
+
+def call(client, method: str, path: str, body: dict | None = None):
+    import json
+
+    kwargs = {"headers": {"Content-Type": "application/json"}}
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    reply = getattr(client.http, method)(path, **kwargs)
+    return reply.status_code, json.loads(reply.body) if reply.body else None
+
+
+def test_the_stack_outputs_name_every_table_and_the_bucket(stack):
+    resources, env = stack
+    tables = {k: v for k, v in resources.items() if k.endswith("Table")}
+    assert sorted(env.values()) == sorted([*tables.values(), resources["ArtifactBucket"]])
+    assert all(name.endswith(f"-{STAGE}") for name in tables.values())
+
+
+def test_create_get_and_list_against_the_stack_resources(api, stack, moto_server):
+    resources, _ = stack
+    project = "proj-smoke"
+    status, onto = call(api, "post", "/api/ontologies", {"project_id": project, "name": "Sensors", "content": ONTOLOGY})
+    assert status == 201, onto
+    status, model = call(api, "post", "/api/ml-models", {"project_id": project, "ontology_id": onto["id"],
+                                                        "name": "Temperature", "type": "regression"})
+    assert status == 201, model
+
+    status, got = call(api, "get", f"/api/ml-models/{model['id']}")
+    assert status == 200 and got == model
+    status, listed = call(api, "get", f"/api/ml-models?project_id={project}")
+    assert status == 200 and [m["id"] for m in listed["models"]] == [model["id"]]
+    status, ontologies = call(api, "get", f"/api/ontologies?project_id={project}")
+    assert status == 200 and [o["id"] for o in ontologies["ontologies"]] == [onto["id"]]
+
+    # The records are in the tables CloudFormation created (read back around the app).
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_server, region_name=REGION)
+    stored = dynamodb.get_item(TableName=resources["ModelsTable"], Key={"id": {"S": model["id"]}}, ConsistentRead=True)
+    assert stored["Item"]["name"] == {"S": "Temperature"}
+    stored = dynamodb.get_item(TableName=resources["OntologiesTable"], Key={"id": {"S": onto["id"]}})
+    assert stored["Item"]["project_id"] == {"S": project}

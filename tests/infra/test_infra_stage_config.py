@@ -1,0 +1,143 @@
+"""The stage configuration agrees with the infrastructure it runs on.
+
+.chalice/config.json names tables, bucket, cluster, namespace, service account and image; the
+templates in infra/ and the Kubernetes manifests create them. Each name is checked against the
+template output or manifest that makes it, for every stage.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+
+import pytest
+import yaml
+from infra_support import CHALICE_CONFIG, CLOUDFORMATION, KUBERNETES, chalice_stages, load_template, resolve
+
+from chalicelib.config import Settings
+
+STAGES = chalice_stages()
+DEPLOYED = [s for s in STAGES if s != "local"]
+OUTPUT_ENV = {
+    "ModelsTableName": "MODELS_TABLE",
+    "OntologiesTableName": "ONTOLOGIES_TABLE",
+    "StorageConfigsTableName": "STORAGE_CONFIGS_TABLE",
+    "TrainingRunsTableName": "TRAINING_RUNS_TABLE",
+    "RecommendationsTableName": "RECOMMENDATIONS_TABLE",
+    "WebSocketConnectionsTableName": "WS_CONNECTIONS_TABLE",
+    "ArtifactBucketName": "ARTIFACT_BUCKET",
+}
+# What every AWS stage sets: the process (Lambda) supplies only AWS_REGION.
+DEPLOYED_ENV = {"APP_STAGE", *OUTPUT_ENV.values(), "ARTIFACT_PREFIX", "TRAINING_LAUNCHER", "CALLBACK_BASE_URL",
+                "EKS_CLUSTER_NAME", "TRAINER_NAMESPACE", "TRAINER_IMAGE", "TRAINER_SERVICE_ACCOUNT", "TRAINER_GPU",
+                "WEBSOCKET_ENDPOINT_URL"}
+# The local stage's process environment (scripts/local_stack.py) supplies these.
+LOCAL_FROM_PROCESS = {"AWS_ENDPOINT_URL", "CALLBACK_BASE_URL"}
+
+
+def stage_env(stage: str) -> dict[str, str]:
+    config = json.loads(CHALICE_CONFIG.read_text())
+    return {**config.get("environment_variables", {}), **config["stages"][stage]["environment_variables"]}
+
+
+def template(name: str) -> dict:
+    return load_template(CLOUDFORMATION / name)
+
+
+def parameter_default(template_name: str, parameter: str) -> str:
+    return str(template(template_name)["Parameters"][parameter]["Default"])
+
+
+def manifests() -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_every_variable_a_stage_sets_is_one_the_app_reads():
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', inspect.getsource(Settings.from_environ)))
+    assert {"MODELS_TABLE", "ARTIFACT_BUCKET", "TRAINER_IMAGE"} <= read
+    for stage in STAGES:
+        assert set(stage_env(stage)) <= read, (stage, set(stage_env(stage)) - read)
+
+
+@pytest.mark.parametrize("stage", DEPLOYED)
+def test_a_deployed_stage_sets_everything_and_runs_jobs_on_eks(stage):
+    env = stage_env(stage)
+    assert DEPLOYED_ENV <= set(env), DEPLOYED_ENV - set(env)
+    assert "AWS_ENDPOINT_URL" not in env and env["APP_STAGE"] == stage and env["TRAINING_LAUNCHER"] == "eks"
+    assert STAGES[stage]["autogen_policy"] is False
+    assert STAGES[stage]["iam_policy_file"] == f"policy-{stage}.json"
+
+
+def test_the_local_stage_leaves_endpoint_and_callback_to_the_process():
+    env = stage_env("local")
+    assert not LOCAL_FROM_PROCESS & set(env)
+    assert env["TRAINING_LAUNCHER"] == "local" and env["APP_STAGE"] == "local"
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_table_and_bucket_names_are_the_data_stores_outputs(stage):
+    """data-stores.yaml's outputs, deployed for the stage, are the names the stage config uses."""
+    env = stage_env(stage)
+    data = template("data-stores.yaml")
+    names = {"Stage": stage, "ArtifactBucketName": env["ARTIFACT_BUCKET"]}
+    for logical_id, resource in data["Resources"].items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            names[logical_id] = resolve(resource["Properties"]["TableName"], names)
+        elif resource["Type"] == "AWS::S3::Bucket":
+            names[logical_id] = resolve(resource["Properties"]["BucketName"], names)
+    outputs = {key: resolve(out["Value"], names) for key, out in data["Outputs"].items() if key in OUTPUT_ENV}
+    assert set(outputs) == set(OUTPUT_ENV)
+    assert {OUTPUT_ENV[key]: value for key, value in outputs.items()} == {v: env[v] for v in OUTPUT_ENV.values()}
+
+
+@pytest.mark.parametrize("stage", DEPLOYED)
+def test_cluster_image_namespace_and_service_account_match_their_infrastructure(stage):
+    env = stage_env(stage)
+    objects = manifests()
+    assert env["EKS_CLUSTER_NAME"] == f"ml-models-{stage}"
+    assert re.fullmatch(template("eks-cluster.yaml")["Parameters"]["ClusterName"]["AllowedPattern"],
+                        env["EKS_CLUSTER_NAME"])
+    repository = parameter_default("release-artifacts.yaml", "TrainerRepositoryName")
+    assert env["TRAINER_IMAGE"] == (
+        "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/" + repository + ":${TrainerImageTag}")
+    namespace, account = env["TRAINER_NAMESPACE"], env["TRAINER_SERVICE_ACCOUNT"]
+    assert ("Namespace", namespace) in objects
+    assert objects[("ServiceAccount", account)]["metadata"]["namespace"] == namespace
+    assert parameter_default("trainer-irsa.yaml", "TrainerNamespace") == namespace
+    assert parameter_default("trainer-irsa.yaml", "TrainerServiceAccount") == account
+    assert parameter_default("trainer-irsa.yaml", "ArtifactPrefix") == env["ARTIFACT_PREFIX"]
+    assert objects[("Role", "ml-models-launcher")]["metadata"]["namespace"] == namespace
+
+
+def test_the_access_entry_group_is_the_one_the_role_binding_binds():
+    binding = manifests()[("RoleBinding", "ml-models-launcher")]
+    (subject,) = binding["subjects"]
+    assert subject["kind"] == "Group"
+    assert subject["name"] == parameter_default("launcher-access.yaml", "KubernetesGroup")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ml-models-launcher"}
+    entry = template("launcher-access.yaml")["Resources"]["LauncherAccessEntry"]["Properties"]
+    assert entry["KubernetesGroups"] == [{"Ref": "KubernetesGroup"}] and "AccessPolicies" not in entry
+
+
+@pytest.mark.parametrize("stage", DEPLOYED)
+def test_the_api_and_the_trainer_read_the_same_data_prefix(stage):
+    data_prefix = parameter_default("trainer-irsa.yaml", "DataPrefix")
+    policy = json.loads((CHALICE_CONFIG.parent / f"policy-{stage}.json").read_text())
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ListTrainingData"]["Condition"] == {"StringLike": {"s3:prefix": [data_prefix + "*"]}}
+    bucket_arn = "arn:${AWS::Partition}:s3:::" + stage_env(stage)["ARTIFACT_BUCKET"]
+    assert by_sid["ListTrainingData"]["Resource"] == [bucket_arn]
+    assert by_sid["ReadTrainingData"]["Resource"] == [f"{bucket_arn}/{data_prefix}*"]
+
+
+def test_the_app_stack_outputs_what_the_later_steps_take(packages):
+    for package in packages.values():
+        outputs = package.template["Outputs"]
+        assert outputs["ApiHandlerRoleArn"]["Value"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
+        assert "EndpointURL" in outputs
+        assert set(package.template["Parameters"]) == {"CallbackBaseUrl", "TrainerImageTag"}
