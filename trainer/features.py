@@ -142,13 +142,13 @@ def infer_task(target: Column, values: pd.Series) -> str:
 
 
 def target_values(target: Column, series: pd.Series, task: str) -> pd.Series:
-    """The target as clean Python-typed values (missing ones NaN), ready to encode."""
+    """The target with its kind's type (nullable booleans/integers, missing values NA), ready to encode."""
     if task == "regression":
         return coerce_column(series, "number")
     if target.kind == "boolean":
-        return coerce_column(series, "boolean").map(lambda v: bool(v) if pd.notna(v) else np.nan)
+        return coerce_column(series, "boolean").astype("boolean")
     if target.kind == "integer":
-        return coerce_column(series, "integer").map(lambda v: int(v) if pd.notna(v) else np.nan)
+        return coerce_column(series, "integer").round().astype("Int64")
     return coerce_column(series, "string")
 
 

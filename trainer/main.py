@@ -116,6 +116,8 @@ def configure_torch(threads: int, seed: int) -> None:
 
     from trainer.models import default_jobs
 
+    # Deterministic cuBLAS needs a fixed workspace; it must be set before CUDA initialises.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads or default_jobs())
     torch.manual_seed(seed)

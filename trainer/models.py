@@ -101,8 +101,6 @@ def sklearn_estimator(model_type: str, task: str, config: TrainingConfig, n_jobs
 
 
 def with_hyperparameters(estimator, model_type: str, hyperparameters: dict):
-    from sklearn.utils._param_validation import InvalidParameterError
-
     valid = estimator.get_params(deep=False)
     for name in hyperparameters:
         if name in _RESERVED:
@@ -113,10 +111,14 @@ def with_hyperparameters(estimator, model_type: str, hyperparameters: dict):
                 f"valid: {', '.join(sorted(set(valid) - set(_RESERVED)))})"
             )
     estimator.set_params(**hyperparameters)
-    try:
-        estimator._validate_params()  # scikit-learn's own declarative checks, before any data is touched
-    except InvalidParameterError as exc:
-        raise TrainingFailed(f"invalid hyperparameter for {model_type}: {exc}") from None
+    # scikit-learn's own declarative checks, before any data is touched. `_validate_params` is private API
+    # (stable since 1.2); without it the same checks run at fit time and are reported from there.
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is not None:
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:  # InvalidParameterError subclasses both
+            raise TrainingFailed(f"invalid hyperparameter for {model_type}: {exc}") from None
     return estimator
 
 

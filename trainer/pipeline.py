@@ -113,7 +113,10 @@ def prepare_rows(frame: pd.DataFrame, target: Column) -> tuple[pd.DataFrame, pd.
             f"insufficient training data: {int(keep.sum())} row(s) with a value in target column "
             f"{target.name!r} (need at least {MIN_ROWS})"
         )
-    return frame.loc[keep].reset_index(drop=True), y[keep].reset_index(drop=True), task
+    y = y[keep].reset_index(drop=True)
+    if isinstance(y.dtype, pd.BooleanDtype | pd.Int64Dtype):
+        y = y.astype(bool if isinstance(y.dtype, pd.BooleanDtype) else "int64")  # no NA left: plain numpy types
+    return frame.loc[keep].reset_index(drop=True), y, task
 
 
 def encode_target(y: pd.Series, task: str) -> tuple[list | None, np.ndarray]:
