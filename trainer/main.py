@@ -52,7 +52,7 @@ def main() -> int:
         reason = f"internal error: {type(exc).__name__}: {exc}"
         log.exception("training crashed")
     else:
-        if reporter.complete(artifact_uri, result.performance_metrics, result.training_metrics):
+        if reporter.complete(artifact_uri, result.performance_metrics, callback_training_metrics(result)):
             log.info("training completed", extra={"artifact": artifact_uri})
             return 0
         reason = f"artifact {artifact_uri} was written but the complete callback was not accepted"
@@ -101,6 +101,18 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
     upload(s3, location, files, manifest)
     log.info("artifact written", extra={"artifact": location.uri, "files": sorted(files)})
     return location.uri, result
+
+
+def callback_training_metrics(result) -> dict:
+    """training_metrics for the API record: a long learning curve is thinned (the manifest keeps all of it)."""
+    from trainer.metrics import thin_curve
+
+    metrics = dict(result.training_metrics)
+    curve = metrics.get("learning_curve") or []
+    metrics["learning_curve"] = thin_curve(curve)
+    if len(metrics["learning_curve"]) < len(curve):
+        metrics["learning_curve_points"] = len(curve)
+    return metrics
 
 
 def _with_identity(spec, settings: Settings):

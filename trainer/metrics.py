@@ -81,6 +81,15 @@ def permutation_importance(
     return {k: (v / total if total > 0 else 0.0) for k, v in raw.items()}
 
 
+def thin_curve(curve: list[dict], limit: int = 200) -> list[dict]:
+    """At most `limit` evenly spaced points of a learning curve, always keeping the first, best and last."""
+    if len(curve) <= limit:
+        return list(curve)
+    best = min(range(len(curve)), key=lambda i: curve[i].get("validation_loss", math.inf))
+    keep = set(np.linspace(0, len(curve) - 1, limit - 1).round().astype(int).tolist()) | {best}
+    return [curve[i] for i in sorted(keep)]
+
+
 def finite_only(value, path: str = "", dropped: list[str] | None = None):
     """`value` with every non-finite float removed (their paths appended to `dropped`); numpy scalars -> Python."""
     dropped = [] if dropped is None else dropped

@@ -356,3 +356,13 @@ def test_storage_uri_means_the_object_or_its_folder_not_siblings(s3):
     assert keys == ["units/data", "units/data/a.csv"]
     keys = [o.key for o in list_data_objects(s3, f"s3://{DATA_BUCKET}/units/data/", "csv")]
     assert keys == ["units/data/a.csv"]
+
+
+def test_long_learning_curves_are_thinned_keeping_the_best_point():
+    from trainer.metrics import thin_curve
+
+    curve = [{"epoch": i, "training_loss": 1.0, "validation_loss": abs(i - 333) + 1.0} for i in range(1, 1001)]
+    thinned = thin_curve(curve, limit=200)
+    assert len(thinned) <= 200 and thinned[0]["epoch"] == 1 and thinned[-1]["epoch"] == 1000
+    assert {"epoch": 333, "training_loss": 1.0, "validation_loss": 1.0} in thinned
+    assert thin_curve(curve[:50]) == curve[:50]
