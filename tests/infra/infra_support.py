@@ -104,3 +104,12 @@ def chalice_test_client(environment: dict[str, str], project_dir: Path, stage: s
     (project_dir / ".chalice" / "config.json").write_text(json.dumps(
         {"version": "2.0", "app_name": "ml-models", "stages": {stage: {"environment_variables": environment}}}))
     return Client(app, stage_name=stage, project_dir=str(project_dir))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -19,7 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from infra_support import ACCOUNT_ID, KUBERNETES, REGION, chalice_test_client, resolve, stack_values
+from infra_support import (
+    ACCOUNT_ID,
+    KUBERNETES,
+    REGION,
+    chalice_test_client,
+    free_port,
+    resolve,
+    stack_values,
+)
 from policy_eval import (
     Account,
     AwsCall,
@@ -223,7 +231,23 @@ def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str) 
 
 
 @pytest.fixture(scope="module")
-def observed(packages, moto_server, tmp_path_factory) -> Observation:
+def own_moto_server():
+    """A moto server of this module's own (moto's state is per process: it sees the same data as
+    `moto_server`). Its endpoint is new to the app, so the app makes new botocore clients here,
+    which the recorder hooks into; clients it keeps from other tests would go unrecorded."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def observed(packages, own_moto_server, tmp_path_factory) -> Observation:
     import botocore.handlers
     from fakes.kube_api import FakeKubeApi
 
@@ -234,19 +258,19 @@ def observed(packages, moto_server, tmp_path_factory) -> Observation:
     template = packages["dev"].template
     deployed_env = resolve(template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"],
                            stack_values("dev"))
-    stack_env = deploy_data_stores(moto_server, stage="dev", bucket=deployed_env["ARTIFACT_BUCKET"])
+    stack_env = deploy_data_stores(own_moto_server, stage="dev", bucket=deployed_env["ARTIFACT_BUCKET"])
     assert {k: deployed_env[k] for k in stack_env} == stack_env, "the stage config names other tables or bucket"
 
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name=REGION)
+    s3 = boto3.client("s3", endpoint_url=own_moto_server, region_name=REGION)
     s3.put_object(Bucket=deployed_env["ARTIFACT_BUCKET"], Key="data/proj-observed/readings/part-0.csv", Body=CSV)
-    eks = boto3.client("eks", endpoint_url=moto_server, region_name=REGION)
+    eks = boto3.client("eks", endpoint_url=own_moto_server, region_name=REGION)
     eks.create_cluster(name=deployed_env["EKS_CLUSTER_NAME"], roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/eks",
                        resourcesVpcConfig={"subnetIds": ["subnet-1", "subnet-2"]})
 
     gateway = FakeWebSocketGateway()
     # Transport only: the app sends AWS requests to moto and WebSocket posts to the fake gateway;
     # everything else is what the dev template deploys.
-    app_env = {**deployed_env, "AWS_ENDPOINT_URL": moto_server, "WEBSOCKET_ENDPOINT_URL": gateway.url}
+    app_env = {**deployed_env, "AWS_ENDPOINT_URL": own_moto_server, "WEBSOCKET_ENDPOINT_URL": gateway.url}
     recorder = AwsCallRecorder()
     with pytest.MonkeyPatch.context() as patch, FakeKubeApi() as kube:
         for key, value in app_env.items():
