@@ -3,9 +3,10 @@
 The bound, per storage config (whatever the data's size):
 - at most `MAX_OBJECTS_LISTED` keys are listed and `MAX_OBJECTS_SAMPLED` objects read, picked
   evenly over the key order;
-- at most `MAX_BYTES` bytes are read in total. An object that fits its share of the budget is
-  read whole; a larger one is read as `CHUNKS` ranges spread evenly over it (the first at byte 0,
-  where the CSV header is), and only the complete lines inside each range are parsed;
+- at most `MAX_BYTES` bytes are read in total, with at most `MAX_GETS` ranged GETs. An object
+  that fits its share of the budget is read whole; a larger one is read as up to `CHUNKS` ranges
+  spread evenly over it (one object: 3 ranges; 2 objects: 2 each; 3 or 4 objects: 1 each, from
+  byte 0, where the CSV header is), and only the complete lines inside each range are parsed;
 - at most `MAX_ROWS` rows are kept (evenly spaced over those parsed).
 So no request ever loads a whole dataset, and the cost of a recommendation does not grow
 with the data. The row count is estimated from object sizes and the mean bytes per sampled
@@ -30,6 +31,9 @@ MAX_ROWS = 2_000
 MAX_OBJECTS_SAMPLED = 4
 MAX_OBJECTS_LISTED = 1_000
 CHUNKS = 3
+# Ranged GETs per storage config: one object gets CHUNKS ranges, several get fewer each (one from the start
+# of each when there are MAX_OBJECTS_SAMPLED of them).
+MAX_GETS = 4
 # More than this share of undecodable characters and an object is not treated as text.
 MAX_BAD_CHARS = 0.01
 
@@ -38,7 +42,8 @@ BOUND = {
     "max_bytes_read_per_storage_config": MAX_BYTES,
     "max_objects_read_per_storage_config": MAX_OBJECTS_SAMPLED,
     "max_objects_listed_per_storage_config": MAX_OBJECTS_LISTED,
-    "ranges_per_large_object": CHUNKS,
+    "max_ranges_per_object": CHUNKS,
+    "max_ranged_gets_per_storage_config": MAX_GETS,
 }
 
 
@@ -115,13 +120,14 @@ def _pick(objects: list, k: int) -> list:
 def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None:
     chosen = _pick(objects, MAX_OBJECTS_SAMPLED)
     share = MAX_BYTES // len(chosen)
+    ranges = min(CHUNKS, max(1, MAX_GETS // len(chosen)))
     rows: list[dict[str, str | None]] = []
     parsed_bytes = lines = 0
     whole = True
 
     def read(obj: Any) -> list[_Chunk] | InvalidInput:
         try:
-            return _read_chunks(s3, location, obj, share) if obj.size else []
+            return _read_chunks(s3, location, obj, share, ranges) if obj.size else []
         except InvalidInput as exc:
             return exc
 
@@ -134,7 +140,7 @@ def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None
             continue
         if not chunks:
             continue
-        whole = whole and len(chunks) == 1
+        whole = whole and obj.size <= share
         sample.bytes_read += sum(c.nbytes for c in chunks)
         sample.objects_read += 1
         got, nbytes, count = _parse_object(obj.key, chunks, sample, MAX_ROWS // len(chosen))
@@ -149,14 +155,14 @@ def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None
         sample.estimated_rows = lines if exact else round(sample.total_bytes * lines / parsed_bytes)
 
 
-def _read_chunks(s3: Any, location: Any, obj: Any, share: int) -> list[_Chunk]:
+def _read_chunks(s3: Any, location: Any, obj: Any, share: int, ranges: int) -> list[_Chunk]:
     if obj.size <= share:
         data = s3.read_range(location, obj.key, 0, obj.size - 1)
         return [_Chunk(_decode(data), True, len(data))] if data is not None else []
-    size = max(1, share // CHUNKS)
-    starts = [round(j * (obj.size - size) / (CHUNKS - 1)) for j in range(CHUNKS)]
+    size = max(1, share // ranges)
+    starts = [round(j * (obj.size - size) / (ranges - 1)) if ranges > 1 else 0 for j in range(ranges)]
     # The ranges are fetched concurrently: a ranged GET costs a round trip, whatever the object's size.
-    with ThreadPoolExecutor(max_workers=CHUNKS) as pool:
+    with ThreadPoolExecutor(max_workers=ranges) as pool:
         blobs = list(pool.map(lambda start: s3.read_range(location, obj.key, start, start + size - 1), starts))
     chunks = []
     for start, data in zip(starts, blobs, strict=True):

@@ -80,6 +80,14 @@ def test_many_objects_only_a_few_are_read():
     assert abs(got.estimated_rows - 4000) <= 40 and not got.row_count_exact
 
 
+def test_several_large_objects_get_one_range_each_from_the_start():
+    s3 = FakeS3({f"data/part-{i}.csv": linear_csv(20_000, seed=i) for i in range(6)})
+    got = sample.sample_storage(s3, config())
+    assert len(s3.reads) == sample.MAX_GETS and all(start == 0 for _, start, _ in s3.reads)
+    assert got.bytes_read <= sample.MAX_BYTES and not got.row_count_exact
+    assert abs(got.estimated_rows - 120_000) / 120_000 < 0.05
+
+
 def test_jsonl_rows_and_bad_lines():
     lines = [json.dumps({"a": i, "b": None, "city": "x", "target": i * 2.0}) for i in range(30)] + ["[1]", "{oops"]
     s3 = FakeS3({"data/rows.jsonl": ("\n".join(lines) + "\n").encode()})
