@@ -20,12 +20,16 @@ INTEGER_XSD = NUMERIC_XSD - {"decimal", "float", "double"}
 
 
 def local_name(uri: str) -> str:
-    """The part of a URI after its last '#' or '/', as column names use it."""
+    """A URI's local name, percent-decoded: the column name the trainer gives a property.
+
+    The part after the last '#', else after the last '/'. It must stay the same as
+    trainer/ontology.py's local_name (a test holds them together).
+    """
+    from urllib.parse import unquote
+
     text = str(uri)
-    for sep in ("#", "/"):
-        if sep in text:
-            text = text.rsplit(sep, 1)[1] or text
-    return text
+    tail = text.rsplit("#", 1)[1] if "#" in text else text.rstrip("/").rsplit("/", 1)[-1]
+    return unquote(tail)
 
 
 @dataclass

@@ -10,14 +10,13 @@ from typing import Any
 from chalicelib.ontology import OntologySummary
 from chalicelib.recommend import probes as probe_lib
 from chalicelib.recommend import scoring
-from chalicelib.recommend.profile import analyze_ontology, choose_target, profile_data, with_column_names
+from chalicelib.recommend.profile import analyze_ontology, choose_target, profile_data
 from chalicelib.recommend.sample import BOUND, Sample, merge_rows
 
 
 def recommend(summary: OntologySummary, samples: list[Sample], target_column: str | None = None,
               rules: dict[str, Any] | None = None) -> dict[str, Any]:
     rules = rules or scoring.load_rules()
-    summary = with_column_names(summary)
     target, source = choose_target(summary, target_column)
     ontology = analyze_ontology(summary, target)
     data, features, target_col = analyze_data(summary, samples, target)

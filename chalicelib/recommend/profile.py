@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from chalicelib.ontology import INTEGER_XSD, OntologySummary
 
@@ -32,12 +31,6 @@ class Column:
     @property
     def numeric(self) -> bool:
         return self.kind in ("integer", "number")
-
-
-def with_column_names(summary: OntologySummary) -> OntologySummary:
-    """The summary with property names percent-decoded, as the trainer names data columns."""
-    props = [replace(p, name=unquote(p.name)) for p in summary.datatype_properties]
-    return replace(summary, datatype_properties=props)
 
 
 def column_kind(prop: Any) -> str:

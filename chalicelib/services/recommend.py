@@ -57,7 +57,6 @@ class RecommendService:
     def recommend(self, body: Any) -> dict[str, Any]:
         from chalicelib.ontology import summarize
         from chalicelib.recommend.engine import recommend
-        from chalicelib.recommend.profile import with_column_names
         from chalicelib.recommend.sample import sample_storage
 
         request = parse_request(body)
@@ -65,7 +64,7 @@ class RecommendService:
         if ontology is None or ontology["project_id"] != request.project_id:
             raise NotFound(f"ontology '{request.ontology_id}' does not exist in project '{request.project_id}'",
                            field="ontology_id")
-        summary = with_column_names(summarize(ontology["content"]))
+        summary = summarize(ontology["content"])
         if request.target_column is not None:
             names = sorted(p.name for p in summary.datatype_properties)
             if request.target_column not in names:
