@@ -8,9 +8,16 @@ bp = Blueprint(__name__)
 RUN_HEADER = "x-training-run-id"
 
 
+def stage_url(context: dict | None) -> str:
+    """https://<domain>/<stage> of the API Gateway stage a request came through ('' locally)."""
+    context = context or {}
+    domain, stage = context.get("domainName"), context.get("stage")
+    return f"https://{domain}/{stage}" if domain and stage else ""
+
+
 @user_route(bp, "/api/ml-models/train", methods=("POST",), status=202)
 def train_model():
-    return services().training.start(request_body(bp))
+    return services().training.start(request_body(bp), stage_url(bp.current_request.context))
 
 
 @user_route(bp, "/api/ml-models/{model_id}/runs", methods=("GET",))

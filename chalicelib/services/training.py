@@ -78,7 +78,9 @@ class TrainingService:
 
     # ---- the train route -------------------------------------------------------------
 
-    def start(self, body: Any) -> dict[str, Any]:
+    def start(self, body: Any, request_base_url: str = "") -> dict[str, Any]:
+        """Accept a train request. Callbacks go to the configured base URL, else to the
+        URL this request came in through (API Gateway's domain and stage)."""
         body = v.require_object(body)
         v.reject_unknown(body, ("model_id", "storage_ids", "training_config"))
         model_id = v.string(body, "model_id", required=True, max_len=v.MAX_ID)
@@ -102,7 +104,8 @@ class TrainingService:
             spec_uri = self._write_spec(model, run, ontology, storage, config)
             job = TrainingJob(run_id=run_id, model_id=model_id, project_id=model["project_id"],
                               model_type=model["type"], callback_token=token,
-                              environment=self._trainer_environment(model_id, run_id, spec_uri))
+                              environment=self._trainer_environment(model_id, run_id, spec_uri,
+                                                                    self.callback_base_url or request_base_url))
             job_name = self.launcher.submit(job)
         except Exception as exc:
             reason = exc.message if isinstance(exc, DomainError) else f"could not submit the training job: {exc}"
@@ -163,12 +166,12 @@ class TrainingService:
         key = f"runs/{model['id']}/{run['run_id']}/spec.json"
         return self.spec_store.put_json(self.artifact_bucket, key, spec)
 
-    def _trainer_environment(self, model_id: str, run_id: str, spec_uri: str) -> dict[str, str]:
+    def _trainer_environment(self, model_id: str, run_id: str, spec_uri: str, callback_url: str) -> dict[str, str]:
         return {
             **self.trainer_env,
             "TRAINER_MODEL_ID": model_id,
             "TRAINER_RUN_ID": run_id,
-            "TRAINER_CALLBACK_URL": self.callback_base_url,
+            "TRAINER_CALLBACK_URL": callback_url.rstrip("/"),
             "TRAINER_SPEC_URI": spec_uri,
             "TRAINER_ARTIFACT_BUCKET": self.artifact_bucket,
             "TRAINER_ARTIFACT_PREFIX": self.artifact_prefix,

@@ -257,3 +257,19 @@ def test_a_run_past_its_deadline_is_failed_on_read(api, launcher, make_model):
     assert run["status"] == "failed" and "deadline" in run["failure_reason"]
     # The trainer's late report is refused as stale.
     assert callback(api, job, "complete", COMPLETE).status == 409
+
+
+def test_without_a_configured_callback_url_the_stage_url_is_used(api, launcher, make_model):
+    from chalicelib import wiring
+    from chalicelib.api.training import stage_url
+
+    stage = stage_url({"domainName": "abc123.execute-api.us-east-1.amazonaws.com", "stage": "api"})
+    assert stage == "https://abc123.execute-api.us-east-1.amazonaws.com/api"
+    assert stage_url({}) == ""
+    training = wiring.services().training
+    configured, training.callback_base_url = training.callback_base_url, ""
+    try:
+        training.start({"model_id": make_model()["id"]}, stage)
+    finally:
+        training.callback_base_url = configured
+    assert launcher.jobs[-1].environment["TRAINER_CALLBACK_URL"] == stage
