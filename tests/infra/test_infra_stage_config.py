@@ -15,18 +15,10 @@ import yaml
 from infra_support import CHALICE_CONFIG, CLOUDFORMATION, KUBERNETES, chalice_stages, load_template, resolve
 
 from chalicelib.config import Settings
+from scripts.local_stack import OUTPUT_ENV
 
 STAGES = chalice_stages()
 DEPLOYED = [s for s in STAGES if s != "local"]
-OUTPUT_ENV = {
-    "ModelsTableName": "MODELS_TABLE",
-    "OntologiesTableName": "ONTOLOGIES_TABLE",
-    "StorageConfigsTableName": "STORAGE_CONFIGS_TABLE",
-    "TrainingRunsTableName": "TRAINING_RUNS_TABLE",
-    "RecommendationsTableName": "RECOMMENDATIONS_TABLE",
-    "WebSocketConnectionsTableName": "WS_CONNECTIONS_TABLE",
-    "ArtifactBucketName": "ARTIFACT_BUCKET",
-}
 # What every AWS stage sets: the process (Lambda) supplies only AWS_REGION.
 DEPLOYED_ENV = {"APP_STAGE", *OUTPUT_ENV.values(), "ARTIFACT_PREFIX", "TRAINING_LAUNCHER", "CALLBACK_BASE_URL",
                 "EKS_CLUSTER_NAME", "TRAINER_NAMESPACE", "TRAINER_IMAGE", "TRAINER_SERVICE_ACCOUNT", "TRAINER_GPU",
