@@ -5,18 +5,10 @@ import threading
 import uuid
 
 import pytest
+from stack_samples import ONTOLOGY
 
 pytestmark = pytest.mark.integration
 
-ONTOLOGY = """\
-@prefix owl: <http://www.w3.org/2002/07/owl#> .
-@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
-@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
-@prefix ex: <http://example.org/sensors#> .
-ex:Reading a owl:Class .
-ex:humidity a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:double .
-ex:temperature a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:double .
-"""
 
 
 @pytest.fixture
