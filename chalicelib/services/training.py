@@ -36,6 +36,8 @@ FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled")
 COMPLETED = {"status": "training completed"}
 FAILED = {"status": "training failed"}
 MAX_REASON = 2000
+# A model in training whose run record is still missing after this long is taken out of training.
+ORPHAN_GRACE_SECONDS = 600
 
 
 def shift(timestamp: str, seconds: int) -> str:
@@ -98,7 +100,11 @@ class TrainingService:
         run_id = self.ids("run")
         model, previous_status = self._enter_training(model_id, run_id)
         token = secrets.token_urlsafe(32)
-        run = self._record_run(model, run_id, previous_status, config, storage, token)
+        try:
+            run = self._record_run(model, run_id, previous_status, config, storage, token)
+        except Exception:
+            self._abandon(model_id, run_id, previous_status, "the training run could not be recorded")
+            raise
         self.notifier.model_status_changed(self.models.public(model), previous_status, run_id)
         try:
             spec_uri = self._write_spec(model, run, ontology, storage, config)
@@ -264,7 +270,15 @@ class TrainingService:
         if model["status"] != "training" or not model["training_task_id"]:
             return model
         run = self.runs.find(model["training_task_id"])
-        if run is None or not run.get("deadline_at") or self.clock() <= run["deadline_at"]:
+        if run is None:
+            # The run record is written right after the model enters training; if it is
+            # still missing a while later, writing it failed and nothing will ever report.
+            if self.clock() > shift(model["updated_at"], ORPHAN_GRACE_SECONDS):
+                self._abandon(model["id"], model["training_task_id"], "failed",
+                              "the training run was never recorded, so it could not start")
+                return self.models.public(self.models.get(model["id"]))
+            return model
+        if not run.get("deadline_at") or self.clock() <= run["deadline_at"]:
             return model
         try:
             self._finish(model["id"], run["run_id"], "failed",
@@ -307,6 +321,21 @@ class TrainingService:
         self._update_run(run_id, end)
         log.info(json.dumps({"event": f"training_{outcome}", "model_id": model_id, "run_id": run_id,
                              "reason": reason}))
+        self.notifier.model_status_changed(self.models.public(updated), "training", run_id)
+
+    def _abandon(self, model_id: str, run_id: str, status: str, reason: str) -> None:
+        """Take the model out of a run that has no run record (so `_finish` cannot end it)."""
+
+        def leave(model: dict[str, Any]) -> dict[str, Any]:
+            return {**model, "status": status, "training_task_id": "", "updated_at": self.clock(),
+                    "metadata": {**model["metadata"], "failure_reason": reason}}
+
+        try:
+            updated = self._change_training_model(model_id, run_id, leave)
+        except Conflict:
+            return  # it moved on meanwhile
+        log.warning(json.dumps({"event": "training_abandoned", "model_id": model_id, "run_id": run_id,
+                                "reason": reason}))
         self.notifier.model_status_changed(self.models.public(updated), "training", run_id)
 
     def _change_training_model(self, model_id: str, run_id: str,

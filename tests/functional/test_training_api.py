@@ -273,3 +273,45 @@ def test_without_a_configured_callback_url_the_stage_url_is_used(api, launcher, 
     finally:
         training.callback_base_url = configured
     assert launcher.jobs[-1].environment["TRAINER_CALLBACK_URL"] == stage
+
+
+def test_a_run_that_cannot_be_recorded_leaves_the_model_as_it_was(api, launcher, make_model):
+    from chalicelib import wiring
+    from chalicelib.adapters.dynamo import TrainingRunRepository
+
+    class BrokenRuns(TrainingRunRepository):
+        def add(self, record):
+            raise RuntimeError("DynamoDB is having a bad day")
+
+    training = wiring.services().training
+    real = training.runs
+    training.runs = BrokenRuns()
+    try:
+        model = make_model()
+        reply = train(api, model["id"])
+    finally:
+        training.runs = real
+    assert reply.status >= 500 and "Traceback" not in reply.raw.decode()
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    assert after["status"] == "draft" and after["training_task_id"] == ""
+    assert "could not be recorded" in after["metadata"]["failure_reason"] and launcher.jobs == []
+
+
+def test_a_model_left_in_training_without_a_run_is_failed_on_read(api, launcher, make_model):
+    """If even putting the model back failed, reads notice the missing run after a grace period."""
+    from chalicelib import wiring
+    from chalicelib.adapters.dynamo import ModelRepository
+
+    model = make_model()
+    repo = ModelRepository()
+    repo.replace({**repo.get(model["id"]), "status": "training", "training_task_id": "run-never-recorded"})
+    assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"  # within the grace period
+    training = wiring.services().training
+    real_clock = training.clock
+    training.clock = lambda: "2999-01-01T00:00:00.000000Z"
+    try:
+        after = api.get(f"/api/ml-models/{model['id']}").json
+    finally:
+        training.clock = real_clock
+    assert after["status"] == "failed" and after["training_task_id"] == ""
+    assert "never recorded" in after["metadata"]["failure_reason"]
