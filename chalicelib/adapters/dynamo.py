@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, PynamoDBException
 from pynamodb.models import Model
 
 from chalicelib.adapters import tables
-from chalicelib.errors import Conflict, InvalidInput, NotFound
+from chalicelib.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 
 T = TypeVar("T", bound=Model)
+R = TypeVar("R")
 
 # Attributes that never leave the repository (internal bookkeeping).
 LOCK = "lock_version"
@@ -29,6 +32,37 @@ class StaleRecord(Exception):
 
 def _condition_failed(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+# DynamoDB answers that mean "try again shortly", not "your request is wrong".
+TRANSIENT_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+                   "InternalServerError", "ServiceUnavailable"}
+
+
+def dynamo_call(method: Callable[..., R]) -> Callable[..., R]:
+    """Translate DynamoDB being unreachable or throttling into UpstreamUnavailable (503).
+
+    Anything else (a missing table, a malformed request) stays an error of ours.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        try:
+            return method(*args, **kwargs)
+        except PynamoDBException as exc:
+            cause = getattr(exc, "cause", None)
+            if exc.cause_response_code in TRANSIENT_CODES or isinstance(cause, _connection_errors()):
+                raise UpstreamUnavailable("the database is temporarily unavailable; retry shortly") from exc
+            raise
+
+    return wrapper
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ReadTimeoutError
+
+    return (BotoConnectionError, ReadTimeoutError)
 
 
 def encode_token(key: dict[str, Any] | None) -> str | None:
@@ -72,6 +106,7 @@ class Repository(Generic[T]):
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if k not in self.hidden}
 
+    @dynamo_call
     def get(self, key: str) -> dict[str, Any]:
         try:
             return self._to_record(self.table.get(key, consistent_read=True))
@@ -84,6 +119,7 @@ class Repository(Generic[T]):
         except NotFound:
             return None
 
+    @dynamo_call
     def add(self, record: dict[str, Any]) -> dict[str, Any]:
         item = self._from_record(record)
         key_attr = getattr(self.table, self.key_name)
@@ -95,6 +131,7 @@ class Repository(Generic[T]):
             raise
         return self._to_record(item)
 
+    @dynamo_call
     def replace(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write `record` back if nobody changed it since it was read (its lock_version)."""
         item = self._from_record(record)
@@ -106,6 +143,7 @@ class Repository(Generic[T]):
             raise
         return self._to_record(item)
 
+    @dynamo_call
     def delete(self, record: dict[str, Any], condition: Any = None) -> None:
         item = self._from_record(record)
         try:
@@ -115,6 +153,7 @@ class Repository(Generic[T]):
                 raise StaleRecord(record[self.key_name]) from exc
             raise
 
+    @dynamo_call
     def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
         start = decode_token(next_token, ("project_id", project_id)) if next_token else None
         results = self.table.project_index.query(
@@ -129,6 +168,7 @@ class ModelRepository(Repository[tables.MlModelTable]):
     kind = "model"
     hidden = (LOCK, "runs_started")
 
+    @dynamo_call
     def count_by_ontology(self, ontology_id: str) -> int:
         return self.table.ontology_index.count(ontology_id)
 
@@ -149,6 +189,7 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable]):
     kind = "training run"
     hidden = (LOCK, "callback_token_hash")
 
+    @dynamo_call
     def list_by_model(self, model_id: str, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
         start = decode_token(next_token, ("model_id", model_id)) if next_token else None
         results = self.table.model_index.query(
@@ -160,9 +201,11 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable]):
 class RecommendationRepository:
     table = tables.RecommendationTable
 
+    @dynamo_call
     def put(self, record: dict[str, Any]) -> None:
         self.table(**record).save()
 
+    @dynamo_call
     def find(self, project_id: str, ontology_id: str) -> dict[str, Any] | None:
         try:
             item = self.table.get(project_id, ontology_id)
