@@ -26,6 +26,10 @@ R = TypeVar("R")
 LOCK = "lock_version"
 
 
+# How often a read-change-write is retried on fresh state before answering 409.
+RETRIES_ON_STALE = 5
+
+
 class StaleRecord(Exception):
     """The record changed since it was read; the caller may re-read and retry."""
 
@@ -142,6 +146,17 @@ class Repository(Generic[T]):
                 raise StaleRecord(record[self.key_name]) from exc
             raise
         return self._to_record(item)
+
+    def modify(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]],
+               field: str | None = None) -> dict[str, Any]:
+        """Read, apply `change`, write back under the optimistic lock; on a concurrent write,
+        re-read and re-apply. `change` may raise to refuse the fresh state."""
+        for _ in range(RETRIES_ON_STALE):
+            try:
+                return self.replace(change(self.get(key)))
+            except StaleRecord:
+                continue
+        raise Conflict(f"{self.kind} '{key}' is being changed concurrently; retry", field=field or self.key_name)
 
     @dynamo_call
     def delete(self, record: dict[str, Any], condition: Any = None) -> None:

@@ -17,5 +17,3 @@ def utc_now() -> str:
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
-
-RETRIES_ON_STALE = 5

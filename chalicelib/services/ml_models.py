@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord
+from chalicelib.adapters.dynamo import RETRIES_ON_STALE, ModelRepository, OntologyRepository, StaleRecord
 from chalicelib.errors import Conflict, InvalidInput
 from chalicelib.services import validation as v
-from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.notifications import NullNotifier
 
 # Status changes a user may make through PUT. `training`, and `trained`/`failed`
@@ -115,24 +115,24 @@ class MlModelService:
 
     def update(self, model_id: str, body: Any) -> dict[str, Any]:
         changes, status, patch = parse_update(body)
-        # Re-read and re-apply on a concurrent write: PUT is a patch, so the fresh
+        # Re-applied on fresh state after a concurrent write: PUT is a patch, so the fresh
         # state plus these changes is what the caller asked for.
-        for _ in range(RETRIES_ON_STALE):
-            current = self.models.get(model_id)
+        previous: dict[str, str] = {}
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
+            previous["status"] = current["status"]
             updated = {**current, **changes, "updated_at": self.clock()}
             if status is not None:
                 check_transition(current["status"], status)
                 updated["status"] = status
             if patch is not None:
                 updated["metadata"] = v.merge_metadata(current["metadata"], patch)
-            try:
-                saved = self.public(self.models.replace(updated))
-            except StaleRecord:
-                continue
-            if saved["status"] != current["status"]:
-                self.notifier.model_status_changed(saved, previous_status=current["status"])
-            return saved
-        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+            return updated
+
+        saved = self.public(self.models.modify(model_id, apply))
+        if saved["status"] != previous["status"]:
+            self.notifier.model_status_changed(saved, previous_status=previous["status"])
+        return saved
 
     def delete(self, model_id: str) -> None:
         for _ in range(RETRIES_ON_STALE):

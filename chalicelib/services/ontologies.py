@@ -7,7 +7,7 @@ from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, Stal
 from chalicelib.errors import Conflict, InvalidInput
 from chalicelib.ontology import summarize
 from chalicelib.services import validation as v
-from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 
 # DynamoDB items are at most 400 KB; keep the Turtle well inside that.
 MAX_CONTENT_BYTES = 300_000
@@ -67,13 +67,8 @@ class OntologyService:
             changes["description"] = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
         if "content" in body:
             changes["content"] = _content(body)
-        for _ in range(RETRIES_ON_STALE):
-            current = self.ontologies.get(ontology_id)
-            try:
-                return self.view(self.ontologies.replace({**current, **changes, "updated_at": self.clock()}))
-            except StaleRecord:
-                continue
-        raise Conflict(f"ontology '{ontology_id}' is being changed concurrently; retry", field="id")
+        return self.view(self.ontologies.modify(
+            ontology_id, lambda current: {**current, **changes, "updated_at": self.clock()}))
 
     def delete(self, ontology_id: str) -> None:
         current = self.ontologies.get(ontology_id)

@@ -7,7 +7,7 @@ from chalicelib.adapters.dynamo import OntologyRepository, StaleRecord, StorageC
 from chalicelib.adapters.s3 import S3Store, parse_s3_uri
 from chalicelib.errors import Conflict, InvalidInput
 from chalicelib.services import validation as v
-from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 
 FORMATS = ("csv", "jsonl", "parquet")
 FIELDS = ("project_id", "name", "ontology_id", "uri", "format")
@@ -72,15 +72,13 @@ class StorageConfigService:
             changes["uri"] = self._check_uri(body["uri"])
         if "ontology_id" in body:
             changes["ontology_id"] = v.string(body, "ontology_id", max_len=v.MAX_ID)
-        for _ in range(RETRIES_ON_STALE):
-            current = self.configs.get(config_id)
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
             if "ontology_id" in changes:
                 self._check_ontology(changes["ontology_id"], current["project_id"])
-            try:
-                return self.configs.public(self.configs.replace({**current, **changes, "updated_at": self.clock()}))
-            except StaleRecord:
-                continue
-        raise Conflict(f"storage config '{config_id}' is being changed concurrently; retry", field="id")
+            return {**current, **changes, "updated_at": self.clock()}
+
+        return self.configs.public(self.configs.modify(config_id, apply))
 
     def delete(self, config_id: str) -> None:
         current = self.configs.get(config_id)

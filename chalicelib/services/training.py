@@ -19,12 +19,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord, TrainingRunRepository
+from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, TrainingRunRepository
 from chalicelib.adapters.launcher import JobLauncher, TrainingJob
 from chalicelib.adapters.s3 import parse_s3_uri
 from chalicelib.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized, UpstreamUnavailable
 from chalicelib.services import validation as v
-from chalicelib.services.common import RETRIES_ON_STALE, Clock, IdFactory, new_id, utc_now
+from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.notifications import NullNotifier
 from chalicelib.services.storage_configs import StorageConfigService
 
@@ -136,16 +136,15 @@ class TrainingService:
 
     def _enter_training(self, model_id: str, run_id: str) -> tuple[dict[str, Any], str]:
         """Move the model into training and allocate the run's version, in one locked write."""
-        for _ in range(RETRIES_ON_STALE):
-            current = self.models.get(model_id)
+        previous: dict[str, str] = {}
+
+        def enter(current: dict[str, Any]) -> dict[str, Any]:
             self._check_trainable(current)
-            updated = {**current, "status": "training", "training_task_id": run_id,
-                       "runs_started": (current.get("runs_started") or 0) + 1, "updated_at": self.clock()}
-            try:
-                return self.models.replace(updated), current["status"]
-            except StaleRecord:
-                continue
-        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="model_id")
+            previous["status"] = current["status"]
+            return {**current, "status": "training", "training_task_id": run_id,
+                    "runs_started": (current.get("runs_started") or 0) + 1, "updated_at": self.clock()}
+
+        return self.models.modify(model_id, enter, field="model_id"), previous["status"]
 
     def _record_run(self, model: dict[str, Any], run_id: str, previous_status: str, config: dict[str, Any],
                     storage: list[dict[str, Any]], token: str) -> dict[str, Any]:
@@ -341,16 +340,14 @@ class TrainingService:
     def _change_training_model(self, model_id: str, run_id: str,
                                change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """Apply `change` to the model while `run_id` is its current training run (409 otherwise)."""
-        for _ in range(RETRIES_ON_STALE):
-            model = self.models.get(model_id)
+
+        def while_current(model: dict[str, Any]) -> dict[str, Any]:
             if model["status"] != "training" or model["training_task_id"] != run_id:
                 raise Conflict(f"training run '{run_id}' is not the current run of model '{model_id}'",
                                field="run_id", current_status=model["status"])
-            try:
-                return self.models.replace(change(model))
-            except StaleRecord:
-                continue
-        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")
+            return change(model)
+
+        return self.models.modify(model_id, while_current)
 
     def _status(self, run: dict[str, Any], status: str, note: str) -> dict[str, Any]:
         now = self.clock()
@@ -358,9 +355,4 @@ class TrainingService:
         return {"status": status, "status_history": history, "updated_at": now}
 
     def _update_run(self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        for _ in range(RETRIES_ON_STALE):
-            try:
-                return self.runs.replace(change(self.runs.get(run_id)))
-            except StaleRecord:
-                continue
-        raise Conflict(f"training run '{run_id}' is being changed concurrently; retry", field="run_id")
+        return self.runs.modify(run_id, change)
