@@ -25,6 +25,10 @@ STACK_VALUES = {
     "AWS::URLSuffix": "amazonaws.com",
     "CallbackBaseUrl": "https://api.ml-models.example.com/api",
     "TrainerImageTag": "2026.11.28-abc1234",
+    # identity.yaml's outputs, as a deployment in us-east-1 gives them.
+    "AuthIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Ab12Cd34E",
+    "AuthAudience": "4ab5cd6ef7gh8ij9kl0mn1op2q",
+    "AuthJwksUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Ab12Cd34E/.well-known/jwks.json",
     "WebsocketAPI": "wsapi12345",
     "RestAPI": "restapi123",
 }
@@ -48,11 +52,24 @@ def resolve(value: Any, names: dict[str, str]) -> Any:
             return _SUB_NAME.sub(lambda m: scope[m.group(1)], template).replace("${!", "${")
         if key == "Ref":
             return names[arg]
+        if key == "Fn::Join":
+            delimiter, parts = arg
+            return delimiter.join(_flatten(resolve(parts, names)))
+        if key == "Fn::Split":
+            delimiter, source = arg
+            return resolve(source, names).split(delimiter)
     if isinstance(value, dict):
         return {k: resolve(v, names) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, names) for v in value]
     return value
+
+
+def _flatten(parts: Any) -> list[str]:
+    """Fn::Join's list, where a resolved Ref of a CommaDelimitedList is itself a list."""
+    if isinstance(parts, str):
+        return [parts]
+    return [p for part in parts for p in _flatten(part)]
 
 
 class CfnLoader(yaml.SafeLoader):

@@ -5,7 +5,8 @@
 - `iam_requests` turns one recorded operation into the IAM action(s), resource ARN(s) and
   condition keys AWS authorizes it with.
 - `allowing_statements` evaluates an identity policy for one request: Allow statements,
-  `*`/`?` wildcards in actions and ARNs, and the condition operators these policies use.
+  `*`/`?` wildcards in actions and ARNs, and the condition operators these policies use;
+  `allowed_by_all` intersects several (a session policy and its role's policy).
   Anything it does not understand (NotAction, Deny, an unknown operator) fails loudly rather
   than guessing.
 """
@@ -140,6 +141,8 @@ def iam_requests(call: AwsCall, acct: Account) -> list[IamRequest]:
         return [IamRequest("eks:DescribeCluster", arn)]
     if call.service == "apigatewaymanagementapi":
         return _manage_connections(call, acct)
+    if call.service == "sts" and call.operation == "AssumeRole":
+        return [IamRequest("sts:AssumeRole", call.params["RoleArn"])]
     raise UnmappedCall(f"{call.service} {call.operation}")
 
 
@@ -199,6 +202,12 @@ def allowing_statements(policy: dict, request: IamRequest) -> list[str]:
             continue
         allowed.append(statement.get("Sid") or f"#{i}")
     return allowed
+
+
+def allowed_by_all(policies: list[dict], request: IamRequest) -> bool:
+    """Whether every policy allows `request`: how a session policy and the role's identity policy
+    combine (the effective permissions of assumed-role credentials are their intersection)."""
+    return all(allowing_statements(policy, request) for policy in policies)
 
 
 def grants(policy: dict) -> list[tuple[str, str, str]]:

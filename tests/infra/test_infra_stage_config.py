@@ -22,7 +22,8 @@ DEPLOYED = [s for s in STAGES if s != "local"]
 # What every AWS stage sets: the process (Lambda) supplies only AWS_REGION.
 DEPLOYED_ENV = {"APP_STAGE", *OUTPUT_ENV.values(), "ARTIFACT_PREFIX", "TRAINING_LAUNCHER", "CALLBACK_BASE_URL",
                 "EKS_CLUSTER_NAME", "TRAINER_NAMESPACE", "TRAINER_IMAGE", "TRAINER_SERVICE_ACCOUNT", "TRAINER_GPU",
-                "WEBSOCKET_ENDPOINT_URL"}
+                "WEBSOCKET_ENDPOINT_URL", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL", "DATA_BUCKETS",
+                "PROJECT_DATA_GRANTS", "TRAINER_RUN_ROLE_ARN"}
 # The local stage's process environment (scripts/local_stack.py) supplies these.
 LOCAL_FROM_PROCESS = {"AWS_ENDPOINT_URL", "CALLBACK_BASE_URL"}
 
@@ -76,12 +77,14 @@ def test_table_and_bucket_names_are_the_data_stores_outputs(stage):
     """data-stores.yaml's outputs, deployed for the stage, are the names the stage config uses."""
     env = stage_env(stage)
     data = template("data-stores.yaml")
-    names = {"Stage": stage, "ArtifactBucketName": env["ARTIFACT_BUCKET"]}
+    # The data bucket's default name (DataBucketName left empty), the account as the config writes it.
+    names = {"Stage": stage, "ArtifactBucketName": env["ARTIFACT_BUCKET"], "AWS::AccountId": "${AWS::AccountId}"}
     for logical_id, resource in data["Resources"].items():
         if resource["Type"] == "AWS::DynamoDB::Table":
             names[logical_id] = resolve(resource["Properties"]["TableName"], names)
         elif resource["Type"] == "AWS::S3::Bucket":
-            names[logical_id] = resolve(resource["Properties"]["BucketName"], names)
+            name = resource["Properties"]["BucketName"]
+            names[logical_id] = resolve(name["Fn::If"][1] if "Fn::If" in name else name, names)
     outputs = {key: resolve(out["Value"], names) for key, out in data["Outputs"].items() if key in OUTPUT_ENV}
     assert set(outputs) == set(OUTPUT_ENV)
     assert {OUTPUT_ENV[key]: value for key, value in outputs.items()} == {v: env[v] for v in OUTPUT_ENV.values()}
@@ -102,7 +105,7 @@ def test_cluster_image_namespace_and_service_account_match_their_infrastructure(
     assert objects[("ServiceAccount", account)]["metadata"]["namespace"] == namespace
     assert parameter_default("trainer-irsa.yaml", "TrainerNamespace") == namespace
     assert parameter_default("trainer-irsa.yaml", "TrainerServiceAccount") == account
-    assert parameter_default("trainer-irsa.yaml", "ArtifactPrefix") == env["ARTIFACT_PREFIX"]
+    assert parameter_default("trainer-run-role.yaml", "ArtifactPrefix") == env["ARTIFACT_PREFIX"]
     assert objects[("Role", "ml-models-launcher")]["metadata"]["namespace"] == namespace
 
 
@@ -117,14 +120,29 @@ def test_the_access_entry_group_is_the_one_the_role_binding_binds():
 
 
 @pytest.mark.parametrize("stage", DEPLOYED)
-def test_the_api_and_the_trainer_read_the_same_data_prefix(stage):
-    data_prefix = parameter_default("trainer-irsa.yaml", "DataPrefix")
+def test_the_api_reads_the_data_bucket_the_data_stores_make(stage):
+    env = stage_env(stage)
+    data = template("data-stores.yaml")
+    name = resolve(data["Resources"]["DataBucket"]["Properties"]["BucketName"]["Fn::If"][1],
+                   {"Stage": stage, "AWS::AccountId": "${AWS::AccountId}"})
+    assert env["DATA_BUCKETS"] == name
+    assert json.loads(env["PROJECT_DATA_GRANTS"]) == {}
     policy = json.loads((CHALICE_CONFIG.parent / f"policy-{stage}.json").read_text())
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert by_sid["ListTrainingData"]["Condition"] == {"StringLike": {"s3:prefix": [data_prefix + "*"]}}
-    bucket_arn = "arn:${AWS::Partition}:s3:::" + stage_env(stage)["ARTIFACT_BUCKET"]
+    bucket_arn = "arn:${AWS::Partition}:s3:::" + env["DATA_BUCKETS"]
     assert by_sid["ListTrainingData"]["Resource"] == [bucket_arn]
-    assert by_sid["ReadTrainingData"]["Resource"] == [f"{bucket_arn}/{data_prefix}*"]
+    assert by_sid["ReadTrainingData"]["Resource"] == [f"{bucket_arn}/*"]
+    # Never the artifact bucket's data: only runs/ (specs) and models/ (manifests).
+    artifacts = "arn:${AWS::Partition}:s3:::" + env["ARTIFACT_BUCKET"]
+    s3_resources = {r for s in policy["Statement"] for r in s["Resource"] if r.startswith(artifacts)}
+    assert s3_resources == {f"{artifacts}/runs/*", f"{artifacts}/models/*"}
+
+
+@pytest.mark.parametrize("stage", DEPLOYED)
+def test_a_deployed_stage_names_its_issuer_through_stack_parameters(stage):
+    env = stage_env(stage)
+    assert {k: env[k] for k in ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL")} == {
+        "AUTH_ISSUER": "${AuthIssuer}", "AUTH_AUDIENCE": "${AuthAudience}", "AUTH_JWKS_URL": "${AuthJwksUrl}"}
 
 
 def test_the_app_stack_outputs_what_the_later_steps_take(packages):
@@ -132,4 +150,5 @@ def test_the_app_stack_outputs_what_the_later_steps_take(packages):
         outputs = package.template["Outputs"]
         assert outputs["ApiHandlerRoleArn"]["Value"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
         assert "EndpointURL" in outputs
-        assert set(package.template["Parameters"]) == {"CallbackBaseUrl", "TrainerImageTag"}
+        assert set(package.template["Parameters"]) == {"CallbackBaseUrl", "TrainerImageTag", "AuthIssuer",
+                                                       "AuthAudience", "AuthJwksUrl"}

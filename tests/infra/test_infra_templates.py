@@ -61,7 +61,8 @@ def _data_stores(stage: str) -> dict[str, dict]:
     """data-stores.yaml's resources with Stage (and the bucket name) resolved."""
     template = load_template(DATA_STORES)
     return resolve(template["Resources"], {"Stage": stage, "ArtifactBucketName": f"bucket-{stage}",
-                                           "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"})
+                                           "DataBucketName": "", "AWS::Region": "us-east-1",
+                                           "AWS::AccountId": "123456789012"})
 
 
 def test_tables_are_on_demand_encrypted_and_recoverable():
@@ -74,14 +75,43 @@ def test_tables_are_on_demand_encrypted_and_recoverable():
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, props["TableName"]
 
 
-def test_the_bucket_is_versioned_encrypted_and_private():
-    (bucket,) = [r for r in _data_stores("dev").values() if r["Type"] == "AWS::S3::Bucket"]
-    props = bucket["Properties"]
-    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
-    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    assert set(props["PublicAccessBlockConfiguration"].values()) == {True} and len(
-        props["PublicAccessBlockConfiguration"]) == 4
-    assert bucket["DeletionPolicy"] == "Retain"
+def test_the_buckets_are_versioned_encrypted_and_private():
+    buckets = {k: r for k, r in _data_stores("dev").items() if r["Type"] == "AWS::S3::Bucket"}
+    assert set(buckets) == {"ArtifactBucket", "DataBucket"}
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert set(props["PublicAccessBlockConfiguration"].values()) == {True} and len(
+            props["PublicAccessBlockConfiguration"]) == 4
+        assert bucket["DeletionPolicy"] == "Retain"
+
+
+# ---- identity -----------------------------------------------------------------------------------
+
+
+def test_the_user_pool_is_admin_managed_with_a_public_pkce_client():
+    resources = load_template(CLOUDFORMATION / "identity.yaml")["Resources"]
+    pool = resources["UserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    assert pool["UsernameAttributes"] == ["email"] and pool["MfaConfiguration"] == "OPTIONAL"
+    assert pool["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+    client = resources["AppClient"]["Properties"]
+    assert client["GenerateSecret"] is False and client["AllowedOAuthFlows"] == ["code"]
+    with_password, without = client["ExplicitAuthFlows"]["Fn::If"][1:]
+    assert set(without) == {"ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"}
+    assert set(with_password) == set(without) | {"ALLOW_USER_PASSWORD_AUTH"}
+    assert resources["AdminGroup"]["Properties"]["GroupName"] == {"Ref": "AdminGroupName"}
+
+
+def test_the_identity_outputs_are_the_stage_auth_settings():
+    outputs = load_template(CLOUDFORMATION / "identity.yaml")["Outputs"]
+    names = {"AWS::Region": "eu-west-1", "AWS::URLSuffix": "amazonaws.com", "UserPool": "eu-west-1_Pool1"}
+    issuer = resolve(outputs["Issuer"]["Value"], names)
+    assert issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool1"
+    assert resolve(outputs["JwksUrl"]["Value"], names) == issuer + "/.well-known/jwks.json"
+    # Users send the ID token, whose aud is the app client id.
+    assert outputs["Audience"]["Value"] == {"Ref": "AppClient"}
 
 
 _ATTRIBUTE_TYPES = {"UnicodeAttribute": "S", "NumberAttribute": "N", "VersionAttribute": "N"}
