@@ -23,7 +23,7 @@ def json_errors_and_limits(event, get_response):
 
 @app.on_ws_connect()
 def ws_connect(event):
-    websocket.on_connect(event)
+    return websocket.on_connect(event)
 
 
 @app.on_ws_message()

@@ -10,6 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_BODY_BYTES = 1024 * 1024
+LOCAL_STAGE = "local"
+
+
+class ConfigurationError(RuntimeError):
+    """The stage's settings cannot serve requests safely (for example: no token issuer)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,24 @@ class Settings:
     # WebSocket management endpoint (API Gateway); empty disables notifications.
     websocket_endpoint_url: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
+    # Identity: "jwt" verifies every user request's bearer token against the OIDC issuer;
+    # "off" (AUTH=off make run) serves the local stage without authentication.
+    auth_mode: str = "jwt"
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_jwks_url: str = ""
+    # Claims that carry a caller's project roles (docs/DEPLOY.md): {"proj-123": "editor"} and
+    # groups "project:proj-123:viewer"; a member of the admin group may act on every project.
+    auth_projects_claim: str = "projects"
+    auth_groups_claim: str = "cognito:groups"
+    auth_admin_group: str = "admin"
+    # Where projects' data may live: s3://<data bucket>/<project_id>/ for each bucket, plus
+    # per-project grants {"proj-123": ["s3://team-bucket/prefix/"]} (JSON).
+    data_buckets: str = ""
+    project_data_grants: str = "{}"
+    # The role the API assumes, with a per-run session policy, for each trainer's AWS access.
+    trainer_run_role_arn: str = ""
+    trainer_credentials_seconds: int = 3600
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,7 +94,34 @@ class Settings:
             training_deadline_seconds=int(env.get("TRAINING_DEADLINE_SECONDS", defaults.training_deadline_seconds)),
             local_max_concurrent_jobs=int(env.get("LOCAL_MAX_CONCURRENT_JOBS", defaults.local_max_concurrent_jobs)),
             websocket_endpoint_url=env.get("WEBSOCKET_ENDPOINT_URL", defaults.websocket_endpoint_url),
+            auth_mode=env.get("AUTH_MODE", defaults.auth_mode).strip().lower(),
+            auth_issuer=env.get("AUTH_ISSUER", defaults.auth_issuer),
+            auth_audience=env.get("AUTH_AUDIENCE", defaults.auth_audience),
+            auth_jwks_url=env.get("AUTH_JWKS_URL", defaults.auth_jwks_url),
+            auth_projects_claim=env.get("AUTH_PROJECTS_CLAIM") or defaults.auth_projects_claim,
+            auth_groups_claim=env.get("AUTH_GROUPS_CLAIM") or defaults.auth_groups_claim,
+            auth_admin_group=env.get("AUTH_ADMIN_GROUP") or defaults.auth_admin_group,
+            data_buckets=env.get("DATA_BUCKETS", defaults.data_buckets),
+            project_data_grants=env.get("PROJECT_DATA_GRANTS") or defaults.project_data_grants,
+            trainer_run_role_arn=env.get("TRAINER_RUN_ROLE_ARN", defaults.trainer_run_role_arn),
+            trainer_credentials_seconds=int(env.get("TRAINER_CREDENTIALS_SECONDS",
+                                                    defaults.trainer_credentials_seconds)),
         )
+
+    def check(self) -> None:
+        """Refuse settings that would serve requests unsafely (raised when the graph is built)."""
+        if self.auth_mode not in ("jwt", "off"):
+            raise ConfigurationError(f"AUTH_MODE must be 'jwt' or 'off', not {self.auth_mode!r}")
+        if self.auth_mode == "off" and self.stage != LOCAL_STAGE:
+            raise ConfigurationError(f"authentication can only be turned off on the local stage, not {self.stage!r}")
+        if self.auth_mode == "jwt":
+            missing = [name for name, value in (("AUTH_ISSUER", self.auth_issuer), ("AUTH_AUDIENCE",
+                       self.auth_audience), ("AUTH_JWKS_URL", self.auth_jwks_url)) if not value]
+            if missing:
+                raise ConfigurationError(f"no token issuer configured ({', '.join(missing)} unset); a stage does "
+                                         "not serve requests without one (locally: make run, or AUTH=off make run)")
+        if self.stage != LOCAL_STAGE and self.launcher != "local" and not self.trainer_run_role_arn:
+            raise ConfigurationError("TRAINER_RUN_ROLE_ARN is unset: trainers would run with their shared role")
 
     @property
     def debug(self) -> bool:

@@ -32,6 +32,13 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class Forbidden(DomainError):
+    """The caller is known but its role does not allow this (a viewer writing)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"
@@ -64,3 +71,7 @@ class UpstreamUnavailable(DomainError):
 
     status = 503
     code = "upstream_unavailable"
+
+
+class StaleRecord(Exception):
+    """A record changed since it was read; the caller may re-read and retry (not an HTTP error)."""

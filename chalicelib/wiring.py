@@ -1,15 +1,23 @@
-"""The composition root: builds services and adapters from `Settings`, once per Lambda container.
+"""The composition root: the one place that builds services and adapters from `Settings`.
 
-Nothing here runs at import time; `services()` builds on first use, and tests
-call `reset()` after changing the environment.
+`build_services(settings, clock=..., ids=..., launcher=..., ...)` makes the whole graph;
+the live app builds it once per Lambda container on first use (`services()`), and
+tests build their own graph and `install()` it instead of patching a live one.
+Nothing here runs at import time; heavy collaborators (the launcher, the recommender)
+are built on first use so routes that never need them do not import them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from chalicelib.config import Settings
+from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
+
+log = logging.getLogger("ml_models.wiring")
 
 
 @dataclass
@@ -30,29 +38,34 @@ class Services:
     ontologies: Any
     storage_configs: Any
     notifier: Any
+    settlement: Any
+    scope: Any
+    access: Any
+    authenticator: Any
+    clock: Clock = utc_now
+    ids: IdFactory = new_id
+    launcher_factory: Callable[[], Any] = field(default=lambda: None)
+    credentials_factory: Callable[[], Any] = field(default=lambda: None)
+
+    @cached_property
+    def launcher(self) -> Any:
+        return self.launcher_factory()
 
     @cached_property
     def training(self) -> Any:
-        from chalicelib.adapters.s3 import SpecStore
+        from chalicelib.adapters.s3 import DocumentStore
         from chalicelib.services.training import TrainingService
 
         settings = self.settings
-        trainer_env = {"AWS_REGION": settings.region, "AWS_DEFAULT_REGION": settings.region}
-        if settings.aws_endpoint_url:
-            trainer_env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
         return TrainingService(
-            models=self.repos.models,
-            ontologies=self.repos.ontologies,
-            runs=self.repos.training_runs,
-            storage_configs=self.storage_configs,
-            launcher=build_launcher(settings),
-            spec_store=SpecStore(self.repos.s3),
-            callback_base_url=settings.callback_base_url,
-            artifact_bucket=settings.artifact_bucket,
-            artifact_prefix=settings.artifact_prefix,
-            trainer_env=trainer_env,
-            notifier=self.notifier,
-            deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            models=self.repos.models, ontologies=self.repos.ontologies, runs=self.repos.training_runs,
+            storage_configs=self.storage_configs, launcher=self.launcher,
+            documents=DocumentStore(self.repos.s3), settlement=self.settlement, scope=self.scope,
+            callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
+            artifact_prefix=settings.artifact_prefix, region=settings.region,
+            endpoint_url=settings.aws_endpoint_url, credentials=self.credentials_factory(),
+            notifier=self.notifier, deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            clock=self.clock, ids=self.ids,
         )
 
     @cached_property
@@ -60,17 +73,12 @@ class Services:
         """Built on first use, so routes that never recommend do not import it."""
         from chalicelib.services.recommend import RecommendService
 
-        return RecommendService(
-            ontologies=self.repos.ontologies,
-            storage_configs=self.repos.storage_configs,
-            s3=self.repos.s3,
-            recommendations=self.repos.recommendations,
-        )
+        return RecommendService(ontologies=self.repos.ontologies, storage_configs=self.repos.storage_configs,
+                                s3=self.repos.s3, recommendations=self.repos.recommendations, scope=self.scope,
+                                clock=self.clock)
 
 
 _services: Services | None = None
-
-
 _clients: dict[tuple[str, str, str | None], Any] = {}
 
 
@@ -106,33 +114,83 @@ def build_launcher(settings: Settings) -> Any:
     raise ValueError(f"TRAINING_LAUNCHER must be 'local' or 'eks', not {settings.launcher!r}")
 
 
-def build_services(settings: Settings) -> Services:
+def build_authenticator(settings: Settings) -> Any:
+    """Verifies bearer tokens against the stage's OIDC issuer (or lets all in: AUTH=off, local only)."""
+    if settings.auth_mode == "off":
+        log.warning("authentication is OFF (AUTH=off, local stage): every caller acts as an admin")
+        return OpenDoor()
+    from chalicelib.auth.principal import ClaimRules
+    from chalicelib.auth.tokens import TokenVerifier, VerifierConfig
+
+    rules = ClaimRules(projects_claim=settings.auth_projects_claim, groups_claim=settings.auth_groups_claim,
+                       admin_group=settings.auth_admin_group)
+    return TokenVerifier(VerifierConfig(issuer=settings.auth_issuer, audience=settings.auth_audience,
+                                        jwks_url=settings.auth_jwks_url, rules=rules))
+
+
+class OpenDoor:
+    """The authenticator of `AUTH=off` on the local stage: no token, full access."""
+
+    def authenticate(self, authorization: str | None) -> Any:
+        from chalicelib.auth.principal import LOCAL_UNAUTHENTICATED
+
+        return LOCAL_UNAUTHENTICATED
+
+
+def build_credentials(settings: Settings) -> Any:
+    if not settings.trainer_run_role_arn:
+        return None
+    from chalicelib.adapters.sts import RunCredentialIssuer
+
+    return RunCredentialIssuer(lambda: aws_client(settings, "sts"), settings.trainer_run_role_arn,
+                               duration_seconds=settings.trainer_credentials_seconds)
+
+
+def dynamo_repositories(settings: Settings) -> Repositories:
     from chalicelib.adapters import dynamo
     from chalicelib.adapters.s3 import S3Store
     from chalicelib.adapters.tables import bind_tables
-    from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore
-    from chalicelib.services.ml_models import MlModelService
-    from chalicelib.services.notifications import Notifier
-    from chalicelib.services.ontologies import OntologyService
-    from chalicelib.services.storage_configs import StorageConfigService
 
     bind_tables(settings)
-    models = dynamo.ModelRepository()
-    ontologies = dynamo.OntologyRepository()
-    configs = dynamo.StorageConfigRepository()
-    recommendations = dynamo.RecommendationRepository()
-    s3 = S3Store(lambda: aws_client(settings, "s3"))
-    repos = Repositories(models, ontologies, configs, dynamo.TrainingRunRepository(), recommendations, s3)
-    notifier = Notifier(ConnectionStore(), ConnectionPoster(
-        lambda endpoint: management_client(settings, endpoint), settings.websocket_endpoint_url))
+    return Repositories(dynamo.ModelRepository(), dynamo.OntologyRepository(), dynamo.StorageConfigRepository(),
+                        dynamo.TrainingRunRepository(), dynamo.RecommendationRepository(),
+                        S3Store(lambda: aws_client(settings, "s3")))
+
+
+def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory = new_id,
+                   repos: Repositories | None = None, launcher: Any = None, authenticator: Any = None,
+                   credentials: Any = None, ws_poster: Any = None) -> Services:
+    """The whole graph. Any collaborator may be given (tests); the rest come from `settings`."""
+    from chalicelib.services.access import AccessGuard
+    from chalicelib.services.data_scope import DataScope
+    from chalicelib.services.ml_models import MlModelService
+    from chalicelib.services.ontologies import OntologyService
+    from chalicelib.services.run_settlement import RunSettlement
+    from chalicelib.services.storage_configs import StorageConfigService
+
+    settings.check()
+    repos = repos or dynamo_repositories(settings)
+    access = AccessGuard({"model": repos.models, "ontology": repos.ontologies, "storage_config": repos.storage_configs})
+    from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore
+    from chalicelib.services.notifications import Notifier
+
+    poster = ws_poster or ConnectionPoster(lambda endpoint: management_client(settings, endpoint),
+                                           settings.websocket_endpoint_url)
+    notifier = Notifier(ConnectionStore(), poster, clock=clock, access=access)
+    scope = DataScope.from_config(settings.data_buckets, settings.project_data_grants, settings.artifact_bucket)
+    settlement = RunSettlement(repos.models, repos.training_runs, notifier=notifier, clock=clock)
     return Services(
-        settings=settings,
-        repos=repos,
-        models=MlModelService(models, ontologies, recommendations=recommendations, notifier=notifier,
-                              overdue=lambda model: _services.training.expire_if_overdue(model)),
-        notifier=notifier,
-        ontologies=OntologyService(ontologies, models),
-        storage_configs=StorageConfigService(configs, ontologies, s3),
+        settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
+        models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
+                              overdue=settlement.expire_if_overdue, notifier=notifier, clock=clock, ids=ids),
+        ontologies=OntologyService(repos.ontologies, repos.models, clock=clock, ids=ids),
+        storage_configs=StorageConfigService(repos.storage_configs, repos.ontologies, repos.s3, scope,
+                                             clock=clock, ids=ids),
+        access=access,
+        authenticator=authenticator or build_authenticator(settings),
+        clock=clock, ids=ids,
+        launcher_factory=(lambda: launcher) if launcher is not None else (lambda: build_launcher(settings)),
+        credentials_factory=(lambda: credentials) if credentials is not None else (lambda: build_credentials(settings)),
     )
 
 
@@ -143,6 +201,11 @@ def services() -> Services:
     return _services
 
 
-def reset() -> None:
+def install(graph: Services | None) -> None:
+    """Use `graph` for the requests that follow (tests build their own); None: rebuild from the environment."""
     global _services
-    _services = None
+    _services = graph
+
+
+def reset() -> None:
+    install(None)

@@ -3,6 +3,11 @@ deployed from infra/'s CloudFormation template, and `chalice local` serving the 
 
     python -m scripts.local_stack            # API on :8080 (PORT), moto on :5000 (MOTO_PORT)
     python -m scripts.local_stack --endpoint-url http://localhost:4566   # LocalStack instead
+    AUTH=off python -m scripts.local_stack   # no authentication (local stage only)
+
+It also runs the local token issuer (scripts/local_issuer.py: a signing key kept in
+.local/issuer/, its JWKS on :8083, ISSUER_PORT) that the API verifies tokens against
+exactly as it does a Cognito pool in AWS; `make token` mints tokens from it.
 
 Ctrl-C stops everything it started. Tests import `deploy_data_stores` and
 `start_api` to run the same stack on free ports.
@@ -24,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "cloudformation" / "data-stores.yaml"
 STAGE = "local"
 BUCKET = "ml-models-artifacts-local"
+# Projects' data lives under s3://<DATA_BUCKET>/<project_id>/ (DATA_BUCKETS in .chalice/config.json).
+DATA_BUCKET = "ml-models-data-local"
 REGION = "us-east-1"
 
 # CloudFormation output → environment variable the app reads (chalicelib/config.py).
@@ -85,13 +92,48 @@ def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str
         cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
     env = {OUTPUT_ENV[o["OutputKey"]]: o["OutputValue"] for o in outputs if o["OutputKey"] in OUTPUT_ENV}
+    create_data_bucket(endpoint_url, region=region)
+    env["DATA_BUCKETS"] = DATA_BUCKET
     return env
 
 
+def create_data_bucket(endpoint_url: str | None, name: str = DATA_BUCKET, region: str = REGION) -> None:
+    """The local stand-in for a team's data bucket (in AWS, data buckets belong to the teams)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+    try:
+        s3.create_bucket(Bucket=name)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
+def auth_environment(auth: str, issuer=None) -> dict[str, str]:
+    """The app's identity settings: the local issuer's, or AUTH_MODE=off."""
+    if auth == "off":
+        return {"AUTH_MODE": "off"}
+    from scripts.local_issuer import LOCAL_AUDIENCE
+
+    return {"AUTH_MODE": "jwt", "AUTH_ISSUER": issuer.url, "AUTH_AUDIENCE": LOCAL_AUDIENCE,
+            "AUTH_JWKS_URL": f"{issuer.url}/.well-known/jwks.json"}
+
+
+def start_issuer(port: int):
+    """The local token issuer: its JWKS served on `port`, its settings written for `make token`."""
+    from scripts import local_issuer
+
+    local_issuer.ensure_key()
+    server = local_issuer.serve(port)
+    local_issuer.write_state(local_issuer.KEY_DIR, issuer=server.url, audience=local_issuer.LOCAL_AUDIENCE,
+                             jwks_url=f"{server.url}/.well-known/jwks.json")
+    return server
+
+
 def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str],
-                    ws_management_port: int | None = None) -> dict[str, str]:
+                    ws_management_port: int | None = None, auth_env: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(data_env)
+    env.update(auth_env or {"AUTH_MODE": "off"})
     env.update({
         "APP_STAGE": STAGE,
         "AWS_REGION": env.get("AWS_REGION", REGION),
@@ -160,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
     parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", 8081)))
     parser.add_argument("--ws-management-port", type=int, default=int(os.environ.get("WS_MANAGEMENT_PORT", 8082)))
+    parser.add_argument("--issuer-port", type=int, default=int(os.environ.get("ISSUER_PORT", 8083)))
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="use this AWS endpoint (e.g. LocalStack) instead of starting moto server")
+    parser.add_argument("--auth", choices=("on", "off"), default=os.environ.get("AUTH", "on").lower() or "on",
+                        help="off: serve without authentication (AUTH=off make run)")
     args = parser.parse_args(argv)
     # `kill` and Ctrl-C both stop everything this started.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -178,13 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         log.info("moto server (embedded AWS) on %s", endpoint)
     data_env = deploy_data_stores(endpoint)
     log.info("data stores ready: %s", ", ".join(f"{k}={v}" for k, v in sorted(data_env.items())))
-    env = app_environment(endpoint, args.port, data_env, args.ws_management_port)
+    issuer = start_issuer(args.issuer_port) if args.auth == "on" else None
+    env = app_environment(endpoint, args.port, data_env, args.ws_management_port,
+                          auth_environment(args.auth, issuer))
     gateway = start_ws_gateway(args.ws_port, args.ws_management_port, env)
     api = None
     try:
         api = start_api(args.port, env, host="127.0.0.1")
         log.info("API on http://localhost:%d, WebSocket on ws://localhost:%d  (Ctrl-C stops everything)",
                  args.port, args.ws_port)
+        if issuer is None:
+            log.warning("AUTHENTICATION IS OFF (AUTH=off): anyone reaching the API acts as an admin")
+        else:
+            log.info("tokens: make token PROJECT=proj-123 [ROLE=viewer|editor|admin]  (issuer %s)", issuer.url)
         while api.poll() is None and gateway.poll() is None:
             time.sleep(0.5)
         return 1
@@ -194,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         for proc in (api, gateway):
             if proc is not None:
                 stop(proc)
+        if issuer is not None:
+            issuer.stop()
         if moto is not None:
             moto.stop()
 

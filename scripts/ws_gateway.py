@@ -21,7 +21,8 @@ import signal
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from http import HTTPStatus
+from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger("ws_gateway")
 
@@ -30,17 +31,22 @@ class Gateway:
     def __init__(self, host: str, port: int, management_port: int) -> None:
         self.host, self.port, self.management_port = host, port, management_port
         self.connections: dict[str, object] = {}
+        self.accepted: dict[int, str] = {}  # handshakes $connect accepted → their connection id
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ---- the app's handlers ----------------------------------------------------------
 
-    def _event(self, route: str, connection_id: str, body: str | None = None) -> dict:
+    def _event(self, route: str, connection_id: str, body: str | None = None, request=None) -> dict:
         kind = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE")
         event = {"requestContext": {"routeKey": route, "eventType": kind, "connectionId": connection_id,
                                     "domainName": f"{self.host}:{self.port}", "stage": "local", "apiId": "local"},
                  "isBase64Encoded": False}
         if body is not None:
             event["body"] = body
+        if request is not None:  # $connect carries the handshake's query string and headers, as in AWS
+            query = parse_qs(urlsplit(request.path).query)
+            event["queryStringParameters"] = {k: v[-1] for k, v in query.items()} or None
+            event["headers"] = {k: v for k, v in request.headers.raw_items()}
         return event
 
     async def _invoke(self, handler, event: dict) -> int:
@@ -51,12 +57,24 @@ class Gateway:
             return 500
         return int((result or {}).get("statusCode", 200))
 
-    async def serve_client(self, websocket) -> None:
+    async def check_handshake(self, connection, request):
+        """$connect runs before the handshake completes: a refusal is an HTTP error, as in API Gateway."""
         import app as lambda_entry_points
 
         connection_id = uuid.uuid4().hex
-        if await self._invoke(lambda_entry_points.ws_connect, self._event("$connect", connection_id)) != 200:
-            await websocket.close(code=1011, reason="connect refused")
+        status = await self._invoke(lambda_entry_points.ws_connect,
+                                    self._event("$connect", connection_id, request=request))
+        if status != 200:
+            return connection.respond(HTTPStatus(status), "connection refused\n")
+        self.accepted[id(connection)] = connection_id
+        return None
+
+    async def serve_client(self, websocket) -> None:
+        import app as lambda_entry_points
+
+        connection_id = self.accepted.pop(id(websocket), None)
+        if connection_id is None:
+            await websocket.close(code=1008, reason="connect refused")
             return
         self.connections[connection_id] = websocket
         try:
@@ -138,7 +156,7 @@ class Gateway:
         management = self.management_server()
         threading.Thread(target=management.serve_forever, daemon=True).start()
         try:
-            async with serve(self.serve_client, self.host, self.port):
+            async with serve(self.serve_client, self.host, self.port, process_request=self.check_handshake):
                 log.info("WebSocket gateway on ws://%s:%d (management API on :%d)", self.host, self.port,
                          self.management_port)
                 await stop.wait()

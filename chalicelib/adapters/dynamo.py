@@ -1,4 +1,4 @@
-"""DynamoDB repositories: domain-shaped records (plain dicts) in, out; PynamoDB inside.
+"""DynamoDB repositories: typed records (`chalicelib.records`) in and out; PynamoDB inside.
 
 Every create is conditional on the key not existing; every replace is conditional
 on the optimistic-lock version the record was read at (`StaleRecord` otherwise);
@@ -17,21 +17,15 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, PynamoDBExc
 from pynamodb.models import Model
 
 from chalicelib.adapters import tables
-from chalicelib.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
+from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord, UpstreamUnavailable
+from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
+from chalicelib.services.ports import RETRIES_ON_STALE, OptimisticModify
+
+__all__ = ["RETRIES_ON_STALE", "StaleRecord", "ModelRepository", "OntologyRepository", "StorageConfigRepository",
+           "TrainingRunRepository", "RecommendationRepository"]
 
 T = TypeVar("T", bound=Model)
 R = TypeVar("R")
-
-# Attributes that never leave the repository (internal bookkeeping).
-LOCK = "lock_version"
-
-
-# How often a read-change-write is retried on fresh state before answering 409.
-RETRIES_ON_STALE = 5
-
-
-class StaleRecord(Exception):
-    """The record changed since it was read; the caller may re-read and retry."""
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -88,142 +82,159 @@ def decode_token(token: str, expected_hash: tuple[str, str]) -> dict[str, Any]:
     return key
 
 
-class Repository(Generic[T]):
-    """Generic conditional CRUD for one PynamoDB table whose hash key is `key_name`."""
+class SchemaMismatch(TypeError):
+    """A record type and its table disagree on the fields they hold."""
+
+
+def check_schema(table: type[Model], record_type: type[Record]) -> None:
+    """The table declares exactly the record's fields: nothing is dropped or invented on the way."""
+    declared, wanted = set(table.get_attributes()), set(record_type.field_names())
+    if declared != wanted:
+        raise SchemaMismatch(f"{table.__name__} and {record_type.__name__} differ: table only "
+                             f"{sorted(declared - wanted)}, record only {sorted(wanted - declared)}")
+
+
+def to_item(table: type[T], record: Record) -> T:
+    if not isinstance(record, Record):
+        raise TypeError(f"expected a record, got {type(record).__name__}")
+    item = table()
+    for name, value in record.values().items():
+        if name not in table.get_attributes():
+            raise SchemaMismatch(f"{table.__name__} has no attribute {name!r}")
+        if value is not None:  # unset (null) attributes, and a lock not yet taken (a new record)
+            setattr(item, name, value)
+    return item
+
+
+def to_record(record_type: type[R], item: Model) -> R:
+    return record_type(**{name: getattr(item, name) for name in record_type.field_names()})
+
+
+class Repository(OptimisticModify, Generic[T, R]):
+    """Conditional CRUD for one PynamoDB table whose hash key is `key_name`."""
 
     table: type[T]
+    record_type: type[R]
     key_name = "id"
     kind = "record"
-    hidden: tuple[str, ...] = (LOCK,)
 
-    def _to_record(self, item: T) -> dict[str, Any]:
-        data = {name: getattr(item, name) for name in item.get_attributes()}
-        return data
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "table" in cls.__dict__:
+            check_schema(cls.table, cls.record_type)
 
-    def _from_record(self, record: dict[str, Any]) -> T:
-        item = self.table()
-        for name in self.table.get_attributes():
-            if name in record:
-                setattr(item, name, record[name])
-        return item
-
-    def public(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if k not in self.hidden}
+    def _record(self, item: T) -> R:
+        return to_record(self.record_type, item)
 
     @dynamo_call
-    def get(self, key: str) -> dict[str, Any]:
+    def get(self, key: str) -> R:
         try:
-            return self._to_record(self.table.get(key, consistent_read=True))
+            return self._record(self.table.get(key, consistent_read=True))
         except DoesNotExist:
             raise NotFound(f"{self.kind} '{key}' does not exist", field=self.key_name) from None
 
-    def find(self, key: str) -> dict[str, Any] | None:
+    def find(self, key: str) -> R | None:
         try:
             return self.get(key)
         except NotFound:
             return None
 
     @dynamo_call
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
-        item = self._from_record(record)
+    def add(self, record: R) -> R:
+        item = to_item(self.table, record.but(lock_version=None))
         key_attr = getattr(self.table, self.key_name)
         try:
             item.save(condition=key_attr.does_not_exist())
         except PutError as exc:
             if _condition_failed(exc):
-                raise Conflict(f"{self.kind} '{record[self.key_name]}' already exists", field=self.key_name) from exc
+                raise Conflict(f"{self.kind} '{record.key}' already exists", field=self.key_name) from exc
             raise
-        return self._to_record(item)
+        return self._record(item)
 
     @dynamo_call
-    def replace(self, record: dict[str, Any]) -> dict[str, Any]:
+    def replace(self, record: R) -> R:
         """Write `record` back if nobody changed it since it was read (its lock_version)."""
-        item = self._from_record(record)
+        item = to_item(self.table, record)
         try:
             item.save()
         except PutError as exc:
             if _condition_failed(exc):
-                raise StaleRecord(record[self.key_name]) from exc
+                raise StaleRecord(record.key) from exc
             raise
-        return self._to_record(item)
-
-    def modify(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]],
-               field: str | None = None) -> dict[str, Any]:
-        """Read, apply `change`, write back under the optimistic lock; on a concurrent write,
-        re-read and re-apply. `change` may raise to refuse the fresh state."""
-        for _ in range(RETRIES_ON_STALE):
-            try:
-                return self.replace(change(self.get(key)))
-            except StaleRecord:
-                continue
-        raise Conflict(f"{self.kind} '{key}' is being changed concurrently; retry", field=field or self.key_name)
+        return self._record(item)
 
     @dynamo_call
-    def delete(self, record: dict[str, Any], condition: Any = None) -> None:
-        item = self._from_record(record)
+    def delete(self, record: R) -> None:
+        item = to_item(self.table, record)
         try:
-            item.delete(condition=condition)
+            item.delete()
         except DeleteError as exc:
             if _condition_failed(exc):
-                raise StaleRecord(record[self.key_name]) from exc
+                raise StaleRecord(record.key) from exc
             raise
 
     @dynamo_call
-    def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
+    def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[R], str | None]:
         start = decode_token(next_token, ("project_id", project_id)) if next_token else None
         results = self.table.project_index.query(
             project_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
         )
-        items = [self._to_record(item) for item in results]
+        items = [self._record(item) for item in results]
         return items, encode_token(results.last_evaluated_key)
 
 
-class ModelRepository(Repository[tables.MlModelTable]):
+class ModelRepository(Repository[tables.MlModelTable, MlModel]):
     table = tables.MlModelTable
+    record_type = MlModel
     kind = "model"
-    hidden = (LOCK, "runs_started")
 
     @dynamo_call
     def count_by_ontology(self, ontology_id: str) -> int:
         return self.table.ontology_index.count(ontology_id)
 
 
-class OntologyRepository(Repository[tables.OntologyTable]):
+class OntologyRepository(Repository[tables.OntologyTable, Ontology]):
     table = tables.OntologyTable
+    record_type = Ontology
     kind = "ontology"
 
 
-class StorageConfigRepository(Repository[tables.StorageConfigTable]):
+class StorageConfigRepository(Repository[tables.StorageConfigTable, StorageConfig]):
     table = tables.StorageConfigTable
+    record_type = StorageConfig
     kind = "storage config"
 
 
-class TrainingRunRepository(Repository[tables.TrainingRunTable]):
+class TrainingRunRepository(Repository[tables.TrainingRunTable, TrainingRun]):
     table = tables.TrainingRunTable
+    record_type = TrainingRun
     key_name = "run_id"
     kind = "training run"
-    hidden = (LOCK, "callback_token_hash")
 
     @dynamo_call
-    def list_by_model(self, model_id: str, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
+    def list_by_model(self, model_id: str, limit: int,
+                      next_token: str | None) -> tuple[list[TrainingRun], str | None]:
         start = decode_token(next_token, ("model_id", model_id)) if next_token else None
         results = self.table.model_index.query(
             model_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
         )
-        return [self._to_record(item) for item in results], encode_token(results.last_evaluated_key)
+        return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
 
 
 class RecommendationRepository:
     table = tables.RecommendationTable
 
-    @dynamo_call
-    def put(self, record: dict[str, Any]) -> None:
-        self.table(**record).save()
+    def __init__(self) -> None:
+        check_schema(self.table, Recommendation)
 
     @dynamo_call
-    def find(self, project_id: str, ontology_id: str) -> dict[str, Any] | None:
+    def put(self, record: Recommendation) -> None:
+        to_item(self.table, record).save()
+
+    @dynamo_call
+    def find(self, project_id: str, ontology_id: str) -> Recommendation | None:
         try:
             item = self.table.get(project_id, ontology_id)
         except DoesNotExist:
             return None
-        return {name: getattr(item, name) for name in item.get_attributes()}
+        return to_record(Recommendation, item)

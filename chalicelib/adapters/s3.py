@@ -96,8 +96,9 @@ def _explain(exc: Exception, location: S3Location) -> str:
     return f"{location.uri} could not be read ({code or exc})"
 
 
-class SpecStore:
-    """Writes a run's training spec as JSON to S3, where the trainer reads it (TRAINER_SPEC_URI)."""
+class DocumentStore:
+    """JSON documents of a run in the artifact bucket: the spec the trainer reads (TRAINER_SPEC_URI)
+    and the manifest it writes last."""
 
     def __init__(self, store: S3Store) -> None:
         self.store = store
@@ -113,5 +114,32 @@ class SpecStore:
             self.store.client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode(),
                                          ContentType="application/json")
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamUnavailable(f"could not write the training spec to s3://{bucket}/{key}: {exc}") from exc
+            raise UpstreamUnavailable("could not write the training spec to the artifact bucket; retry shortly"
+                                      ) from exc
         return f"s3://{bucket}/{key}"
+
+    def get_json(self, bucket: str, key: str, max_bytes: int) -> Any | None:
+        """The JSON document at s3://bucket/key; None if there is none (or it is not JSON or too big)."""
+        import json
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chalicelib.errors import UpstreamUnavailable
+
+        try:
+            response = self.store.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
+            body = response["Body"].read(max_bytes + 1)
+        except ClientError as exc:
+            # Without s3:ListBucket a missing key answers AccessDenied, not NoSuchKey.
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "AccessDenied",
+                                                              "403"):
+                return None
+            raise UpstreamUnavailable("could not read from the artifact bucket; retry shortly") from exc
+        except BotoCoreError as exc:
+            raise UpstreamUnavailable("could not read from the artifact bucket; retry shortly") from exc
+        if len(body) > max_bytes:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None

@@ -172,6 +172,8 @@ class WsConnectionTable(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     expires_at = NumberAttribute()
+    # On the "meta" item: who connected (chalicelib.auth.principal.Principal.to_dict()).
+    principal = JSONAttribute(null=True)
 
 
 ALL_TABLES: dict[str, type[Model]] = {

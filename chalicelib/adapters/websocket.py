@@ -23,17 +23,31 @@ class ConnectionStore:
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self.now = now
 
-    def _expiry(self) -> int:
-        return int(self.now()) + CONNECTION_TTL_SECONDS
+    def _expiry(self, not_after: int | None = None) -> int:
+        expiry = int(self.now()) + CONNECTION_TTL_SECONDS
+        return min(expiry, not_after) if not_after else expiry
 
-    def add_connection(self, connection_id: str) -> None:
-        self.table(pk=f"conn#{connection_id}", sk="meta", expires_at=self._expiry()).save()
+    def add_connection(self, connection_id: str, principal: dict[str, Any] | None = None,
+                       not_after: int | None = None) -> None:
+        """Record a connection and who made it; it (and its subscriptions) expire with the token."""
+        self.table(pk=f"conn#{connection_id}", sk="meta", expires_at=self._expiry(not_after),
+                   principal=principal).save()
+
+    def connection(self, connection_id: str) -> tuple[dict[str, Any] | None, int] | None:
+        """(principal, expires_at) of a live connection, or None."""
+        for item in self.table.query(f"conn#{connection_id}", self.table.sk == "meta", consistent_read=True):
+            if item.expires_at >= int(self.now()):
+                return item.principal, int(item.expires_at)
+        return None
 
     def is_connected(self, connection_id: str) -> bool:
         return self.table.count(f"conn#{connection_id}", self.table.sk == "meta") > 0
 
-    def subscribe(self, connection_id: str, kind: str, key: str) -> None:
-        expiry = self._expiry()
+    def subscription_count(self, connection_id: str) -> int:
+        return self.table.count(f"conn#{connection_id}", self.table.sk.startswith("sub#"))
+
+    def subscribe(self, connection_id: str, kind: str, key: str, expires_at: int | None = None) -> None:
+        expiry = expires_at or self._expiry()
         with self.table.batch_write() as batch:
             batch.save(self.table(pk=topic(kind, key), sk=connection_id, expires_at=expiry))
             batch.save(self.table(pk=f"conn#{connection_id}", sk=topic(kind, key), expires_at=expiry))

@@ -1,8 +1,11 @@
 """Request parsing, the single DomainError → HTTP mapping, and the route decorators.
 
-`user_route` is the one place where an authorizer for all user-facing routes
-will be attached (`USER_AUTHORIZER`); worker callbacks use `callback_route`,
-which authenticates with the run's bearer token instead.
+`user_route` is the one door of every user-facing route: it authenticates the
+caller's bearer token (`Services.authenticator`) and asks the access guard
+(`chalicelib/services/access.py`) whether the caller may do what the route's
+`Rule` says, before the route's own code runs. Worker callbacks use
+`callback_route`, which authenticates with the run's bearer token instead.
+`ROUTE_ACCESS` records every route's rule, so a test can hold each route to it.
 """
 from __future__ import annotations
 
@@ -16,17 +19,21 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.errors import DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from chalicelib.services.access import RequestView, Rule
 
 log = logging.getLogger("ml_models.api")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-# Attach a chalice authorizer here (e.g. IAMAuthorizer() or CognitoUserPoolAuthorizer)
-# and every user route gets it; the callbacks keep their token check.
-USER_AUTHORIZER = None
+CALLBACK = "trainer callback (run token)"
+# (path, method) → the route's Rule, or CALLBACK for the trainer's token-authenticated routes.
+ROUTE_ACCESS: dict[tuple[str, str], Rule | str] = {}
 
 
 def error_response(exc: DomainError) -> Response:
-    return Response(body=exc.to_body(), status_code=exc.status, headers=dict(JSON_HEADERS))
+    headers = dict(JSON_HEADERS)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="ml-models"'
+    return Response(body=exc.to_body(), status_code=exc.status, headers=headers)
 
 
 def _reject_constant(name: str) -> Any:
@@ -74,14 +81,28 @@ def guard_request(event: Any, get_response: Callable[[Any], Response], max_body_
     return response
 
 
+def authorize(blueprint: Any, rule: Rule, path_params: dict[str, str]) -> None:
+    """Authenticate the caller and check `rule` (raises 401/403/404 as DomainErrors)."""
+    from chalicelib.wiring import services
+
+    graph = services()
+    request = blueprint.current_request
+    principal = graph.authenticator.authenticate(request.headers.get("authorization"))
+    view = RequestView(path=path_params, query=request.query_params or {},
+                       body=lambda: parse_json_body(request.raw_body))
+    graph.access.authorize(principal, rule, view)
+
+
 def json_route(blueprint: Any, path: str, methods: tuple[str, ...] = ("GET",), status: int = 200,
-               **route_kwargs: Any) -> Callable:
+               access: Rule | None = None) -> Callable:
     """Register a view returning plain data; DomainErrors become JSON error responses."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def view(*args: Any, **kwargs: Any) -> Response:
             try:
+                if access is not None:
+                    authorize(blueprint, access, kwargs)
                 result = func(*args, **kwargs)
             except DomainError as exc:
                 if exc.status >= 500:
@@ -93,14 +114,20 @@ def json_route(blueprint: Any, path: str, methods: tuple[str, ...] = ("GET",), s
                 return Response(body="", status_code=status)
             return Response(body=result, status_code=status, headers=dict(JSON_HEADERS))
 
-        blueprint.route(path, methods=list(methods), **route_kwargs)(view)
+        blueprint.route(path, methods=list(methods))(view)
+        for method in methods:
+            ROUTE_ACCESS[(path, method)] = access if access is not None else CALLBACK
         return func
 
     return decorator
 
 
-def user_route(blueprint: Any, path: str, methods: tuple[str, ...] = ("GET",), status: int = 200) -> Callable:
-    return json_route(blueprint, path, methods, status, authorizer=USER_AUTHORIZER)
+def user_route(blueprint: Any, path: str, methods: tuple[str, ...] = ("GET",), status: int = 200, *,
+               access: Rule) -> Callable:
+    """A route for API users: a verified bearer token and `access` are required before it runs."""
+    if not isinstance(access, Rule):
+        raise TypeError(f"user route {path} needs an access Rule")
+    return json_route(blueprint, path, methods, status, access=access)
 
 
 def callback_route(blueprint: Any, path: str, methods: tuple[str, ...] = ("POST",), status: int = 200) -> Callable:

@@ -2,11 +2,13 @@
 from chalice import Blueprint
 
 from chalicelib.api.http import request_body, user_route
+from chalicelib.services.access import project_in_body, writes
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 
 
-@user_route(bp, "/api/ml-models/recommend", methods=("POST",))
+# Editors only: a recommendation is recorded (model creation reads it for is_recommended).
+@user_route(bp, "/api/ml-models/recommend", methods=("POST",), access=writes(project_in_body()))
 def recommend_model_type():
     return services().recommend.recommend(request_body(bp))

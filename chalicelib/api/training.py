@@ -2,9 +2,11 @@
 from chalice import Blueprint
 
 from chalicelib.api.http import callback_route, query_params, request_body, user_route
+from chalicelib.services.access import reads, record_in_body, record_in_path, writes
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
+MODEL = record_in_path("model", "model_id")
 RUN_HEADER = "x-training-run-id"
 
 
@@ -15,18 +17,18 @@ def stage_url(context: dict | None) -> str:
     return f"https://{domain}/{stage}" if domain and stage else ""
 
 
-@user_route(bp, "/api/ml-models/train", methods=("POST",), status=202)
+@user_route(bp, "/api/ml-models/train", methods=("POST",), status=202, access=writes(record_in_body("model", "model_id")))
 def train_model():
     return services().training.start(request_body(bp), stage_url(bp.current_request.context))
 
 
-@user_route(bp, "/api/ml-models/{model_id}/runs", methods=("GET",))
+@user_route(bp, "/api/ml-models/{model_id}/runs", methods=("GET",), access=reads(MODEL))
 def list_runs(model_id):
     params = query_params(bp)
     return services().training.list_runs(model_id, params.get("limit"), params.get("next_token"))
 
 
-@user_route(bp, "/api/ml-models/{model_id}/runs/{run_id}", methods=("GET",))
+@user_route(bp, "/api/ml-models/{model_id}/runs/{run_id}", methods=("GET",), access=reads(MODEL))
 def get_run(model_id, run_id):
     return services().training.get_run(model_id, run_id)
 
@@ -50,3 +52,10 @@ def training_progress(model_id):
     headers = bp.current_request.headers
     return services().training.progress(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
                                         request_body(bp))
+
+
+@callback_route(bp, "/api/ml-models/{model_id}/training/credentials")
+def training_credentials(model_id):
+    headers = bp.current_request.headers
+    return services().training.refresh_credentials(model_id, headers.get("authorization"), headers.get(RUN_HEADER),
+                                                   request_body(bp))

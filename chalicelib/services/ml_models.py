@@ -4,11 +4,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.adapters.dynamo import RETRIES_ON_STALE, ModelRepository, OntologyRepository, StaleRecord
-from chalicelib.errors import Conflict, InvalidInput
+from chalicelib.errors import Conflict, InvalidInput, StaleRecord
+from chalicelib.records import MlModel
 from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.notifications import NullNotifier
+from chalicelib.services.ports import RETRIES_ON_STALE, ModelRepository, OntologyRepository, RecommendationRepository
 
 # Status changes a user may make through PUT. `training`, and `trained`/`failed`
 # coming out of training, are set only by the training flow.
@@ -59,25 +60,22 @@ def parse_update(body: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] 
 
 class MlModelService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository,
-                 clock: Clock = utc_now, ids: IdFactory = new_id,
-                 recommendations: Any = None, overdue: Callable[[dict], dict] | None = None,
-                 notifier: Any = None) -> None:
+                 recommendations: RecommendationRepository | None = None,
+                 overdue: Callable[[MlModel], MlModel] | None = None, notifier: Any = None,
+                 clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
         self.ontologies = ontologies
         self.clock = clock
         self.ids = ids
         self.recommendations = recommendations
-        # Fails a training run that is past its deadline (TrainingService.expire_if_overdue).
+        # Settles a training run that is past its deadline (RunSettlement.expire_if_overdue).
         self.overdue = overdue or (lambda model: model)
         self.notifier = notifier or NullNotifier()
-
-    def public(self, record: dict[str, Any]) -> dict[str, Any]:
-        return self.models.public(record)
 
     def create(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, CREATE_FIELDS)
-        project_id = v.string(body, "project_id", required=True, max_len=v.MAX_ID)
+        project_id = v.project_id(body)
         ontology_id = v.string(body, "ontology_id", required=True, max_len=v.MAX_ID)
         name = v.string(body, "name", required=True)
         description = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
@@ -85,33 +83,30 @@ class MlModelService:
         config = v.training_config(body.get("training_config"), with_defaults=True)
         metadata = v.json_object(body, "metadata") or {}
         ontology = self.ontologies.find(ontology_id)
-        if ontology is None or ontology["project_id"] != project_id:
+        if ontology is None or ontology.project_id != project_id:
             raise InvalidInput(f"ontology '{ontology_id}' does not exist in project '{project_id}'",
                                field="ontology_id")
         now = self.clock()
         is_recommended, score = False, None
         if self.recommendations is not None:
             last = self.recommendations.find(project_id, ontology_id)
-            if last is not None and last["recommended_type"] == model_type:
-                is_recommended, score = True, last["score"]
-        record = {
-            "id": self.ids("model"), "project_id": project_id, "ontology_id": ontology_id,
-            "name": name, "description": description, "type": model_type, "status": "draft",
-            "version": 0, "training_config": config, "metadata": metadata,
-            "training_metrics": {}, "performance_metrics": {}, "model_artifact_path": "",
-            "training_task_id": "", "is_recommended": is_recommended, "recommendation_score": score,
-            "created_at": now, "updated_at": now, "trained_at": None,
-        }
-        return self.public(self.models.add(record))
+            if last is not None and last.recommended_type == model_type:
+                is_recommended, score = True, last.score
+        model = MlModel(
+            id=self.ids("model"), project_id=project_id, ontology_id=ontology_id, name=name,
+            description=description, type=model_type, status="draft", training_config=config, metadata=metadata,
+            is_recommended=is_recommended, recommendation_score=score, created_at=now, updated_at=now,
+        )
+        return self.models.add(model).public()
 
     def get(self, model_id: str) -> dict[str, Any]:
-        return self.overdue(self.public(self.models.get(model_id)))
+        return self.overdue(self.models.get(model_id)).public()
 
     def list(self, project_id: str | None, limit: str | None, next_token: str | None) -> dict[str, Any]:
         if not project_id:
             raise InvalidInput("project_id query parameter is required", field="project_id")
         items, token = self.models.list_by_project(project_id, v.limit(limit), next_token)
-        return {"models": [self.overdue(self.public(i)) for i in items], "next_token": token}
+        return {"models": [self.overdue(i).public() for i in items], "next_token": token}
 
     def update(self, model_id: str, body: Any) -> dict[str, Any]:
         changes, status, patch = parse_update(body)
@@ -119,32 +114,32 @@ class MlModelService:
         # state plus these changes is what the caller asked for.
         previous: dict[str, str] = {}
 
-        def apply(current: dict[str, Any]) -> dict[str, Any]:
-            previous["status"] = current["status"]
-            updated = {**current, **changes, "updated_at": self.clock()}
+        def apply(current: MlModel) -> MlModel:
+            previous["status"] = current.status
+            updated = current.but(**changes, updated_at=self.clock())
             if status is not None:
-                check_transition(current["status"], status)
-                updated["status"] = status
+                check_transition(current.status, status)
+                updated = updated.but(status=status)
             if patch is not None:
-                updated["metadata"] = v.merge_metadata(current["metadata"], patch)
+                updated = updated.but(metadata=v.merge_metadata(current.metadata, patch))
             return updated
 
-        saved = self.public(self.models.modify(model_id, apply))
-        if saved["status"] != previous["status"]:
+        saved = self.models.modify(model_id, apply)
+        if saved.status != previous["status"]:
             self.notifier.model_status_changed(saved, previous_status=previous["status"])
-        return saved
+        return saved.public()
 
     def delete(self, model_id: str) -> None:
         for _ in range(RETRIES_ON_STALE):
             current = self.models.get(model_id)
-            if current["status"] == "training":
+            if current.status == "training":
                 raise Conflict(f"model '{model_id}' is training; it cannot be deleted until training ends",
                                field="status", current_status="training")
             try:
                 # Conditional on the version read: a train request racing us makes this fail.
-                self.models.delete(current, condition=None)
+                self.models.delete(current)
             except StaleRecord:
                 continue
-            self.notifier.model_deleted(self.public(current))
+            self.notifier.model_deleted(current)
             return
         raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")

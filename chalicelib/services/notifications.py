@@ -1,9 +1,13 @@
 """WebSocket notifications: subscriptions over the socket, and fan-out of model events.
 
-Clients send {"action": "subscribe" | "unsubscribe", "project_id": ...} or
-{..., "model_id": ...}. Events go only to the subscribers of the event's project
-or model. A connection found gone on send is removed. Notifying never raises:
-a failure to notify must not fail the API call that caused it.
+Clients connect with a bearer token (`?token=` or an Authorization header), then send
+{"action": "subscribe" | "unsubscribe", "project_id": ...} or {..., "model_id": ...}.
+A subscription is accepted only to what the connection's caller may read (the access
+guard decides; a foreign or unknown model look alike), at most MAX_SUBSCRIPTIONS per
+connection, and it lapses when the caller's token expires. Events go only to the
+subscribers of the event's project or model. A connection found gone on send is
+removed. Notifying never raises: a failure to notify must not fail the API call that
+caused it.
 """
 from __future__ import annotations
 
@@ -13,38 +17,44 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore, topic
+from chalicelib.auth.principal import Principal
+from chalicelib.records import MlModel
 from chalicelib.services.common import utc_now
 
 log = logging.getLogger("ml_models.notifications")
 MAX_MESSAGE = 4096
 MAX_KEY = 200
+MAX_SUBSCRIPTIONS = 50
 
 
 class Notifier:
-    def __init__(self, store: ConnectionStore, poster: ConnectionPoster, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, store: ConnectionStore, poster: ConnectionPoster, clock: Callable[[], str] = utc_now,
+                 access: Any = None) -> None:
         self.store = store
         self.poster = poster
         self.clock = clock
+        # The access guard (services/access.py): which projects and models a caller may read.
+        self.access = access
 
     # ---- events ----------------------------------------------------------------------
 
-    def model_status_changed(self, model: dict[str, Any], previous_status: str | None, run_id: str = "") -> None:
-        self.publish(model["project_id"], model["id"], {
-            "event": "model.status_changed", "model_id": model["id"], "project_id": model["project_id"],
-            "status": model["status"], "previous_status": previous_status,
-            "run_id": run_id or model.get("training_task_id", ""), "at": self.clock(),
+    def model_status_changed(self, model: MlModel, previous_status: str | None, run_id: str = "") -> None:
+        self.publish(model.project_id, model.id, {
+            "event": "model.status_changed", "model_id": model.id, "project_id": model.project_id,
+            "status": model.status, "previous_status": previous_status,
+            "run_id": run_id or model.training_task_id, "at": self.clock(),
         })
 
-    def model_deleted(self, model: dict[str, Any]) -> None:
-        self.publish(model["project_id"], model["id"], {
-            "event": "model.deleted", "model_id": model["id"], "project_id": model["project_id"],
-            "status": "deleted", "previous_status": model["status"], "run_id": model.get("training_task_id", ""),
+    def model_deleted(self, model: MlModel) -> None:
+        self.publish(model.project_id, model.id, {
+            "event": "model.deleted", "model_id": model.id, "project_id": model.project_id,
+            "status": "deleted", "previous_status": model.status, "run_id": model.training_task_id,
             "at": self.clock(),
         })
 
-    def training_progress(self, model: dict[str, Any], run_id: str, progress: dict[str, Any]) -> None:
-        self.publish(model["project_id"], model["id"], {
-            "event": "training.progress", "model_id": model["id"], "run_id": run_id, **progress,
+    def training_progress(self, model: MlModel, run_id: str, progress: dict[str, Any]) -> None:
+        self.publish(model.project_id, model.id, {
+            "event": "training.progress", "model_id": model.id, "run_id": run_id, **progress,
         })
 
     def publish(self, project_id: str, model_id: str, event: dict[str, Any]) -> int:
@@ -71,8 +81,8 @@ class Notifier:
 
     # ---- the socket's own messages -----------------------------------------------------
 
-    def connect(self, connection_id: str) -> None:
-        self.store.add_connection(connection_id)
+    def connect(self, connection_id: str, principal: Principal) -> None:
+        self.store.add_connection(connection_id, principal.to_dict(), not_after=principal.expires_at)
 
     def disconnect(self, connection_id: str) -> None:
         self.store.remove_connection(connection_id)
@@ -101,11 +111,30 @@ class Notifier:
         kind, key = targets[0]
         if not isinstance(key, str) or not key or len(key) > MAX_KEY:
             return error(f"{kind}_id must be a non-empty string", field=f"{kind}_id")
-        if action == "subscribe":
-            self.store.subscribe(connection_id, kind, key)
-        else:
+        if action == "unsubscribe":
             self.store.unsubscribe(connection_id, kind, key)
-        return {"event": f"{action}d", f"{kind}_id": key}
+            return {"event": "unsubscribed", f"{kind}_id": key}
+        connection = self.store.connection(connection_id)
+        if connection is None or connection[0] is None:
+            return error("this connection is not signed in; reconnect with a token")
+        principal, expires_at = Principal.from_dict(connection[0]), connection[1]
+        refusal = self._refusal(principal, kind, key)
+        if refusal is not None:
+            return refusal
+        if self.store.subscription_count(connection_id) >= MAX_SUBSCRIPTIONS:
+            return error(f"a connection may hold at most {MAX_SUBSCRIPTIONS} subscriptions", field=f"{kind}_id")
+        self.store.subscribe(connection_id, kind, key, expires_at=expires_at)
+        return {"event": "subscribed", f"{kind}_id": key}
+
+    def _refusal(self, principal: Principal, kind: str, key: str) -> dict[str, Any] | None:
+        """An error event unless the caller may read the project or model (None: allowed)."""
+        if kind == "project":
+            if not principal.can_read(key):
+                return error(f"you may not read project '{key}'", field="project_id")
+            return None
+        if self.access is None or self.access.readable_record_project(principal, "model", key) is None:
+            return error(f"model '{key}' does not exist", field="model_id")
+        return None
 
 
 def error(message: str, field: str | None = None) -> dict[str, Any]:
@@ -118,11 +147,11 @@ def error(message: str, field: str | None = None) -> dict[str, Any]:
 class NullNotifier:
     """Stands in where notifications are off (and in tests that do not look at them)."""
 
-    def model_status_changed(self, model: dict[str, Any], previous_status: str | None, run_id: str = "") -> None:
+    def model_status_changed(self, model: MlModel, previous_status: str | None, run_id: str = "") -> None:
         pass
 
-    def model_deleted(self, model: dict[str, Any]) -> None:
+    def model_deleted(self, model: MlModel) -> None:
         pass
 
-    def training_progress(self, model: dict[str, Any], run_id: str, progress: dict[str, Any]) -> None:
+    def training_progress(self, model: MlModel, run_id: str, progress: dict[str, Any]) -> None:
         pass

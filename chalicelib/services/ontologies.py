@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.adapters.dynamo import ModelRepository, OntologyRepository, StaleRecord
-from chalicelib.errors import Conflict, InvalidInput
+from chalicelib.errors import Conflict, InvalidInput, StaleRecord
 from chalicelib.ontology import summarize
+from chalicelib.records import Ontology
 from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
+from chalicelib.services.ports import ModelRepository, OntologyRepository
 
 # DynamoDB items are at most 400 KB; keep the Turtle well inside that.
 MAX_CONTENT_BYTES = 300_000
@@ -30,22 +31,22 @@ class OntologyService:
         self.clock = clock
         self.ids = ids
 
-    def view(self, record: dict[str, Any], with_summary: bool = True) -> dict[str, Any]:
-        data = self.ontologies.public(record)
+    def view(self, record: Ontology, with_summary: bool = True) -> dict[str, Any]:
+        data = record.public()
         if with_summary:
-            data["summary"] = summarize(record["content"]).to_dict()
+            data["summary"] = summarize(record.content).to_dict()
         return data
 
     def create(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, FIELDS)
-        project_id = v.string(body, "project_id", required=True, max_len=v.MAX_ID)
+        project_id = v.project_id(body)
         name = v.string(body, "name", required=True)
         description = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
         content = _content(body)
         now = self.clock()
-        record = {"id": self.ids("onto"), "project_id": project_id, "name": name, "description": description,
-                  "content": content, "created_at": now, "updated_at": now}
+        record = Ontology(id=self.ids("onto"), project_id=project_id, name=name, description=description,
+                          content=content, created_at=now, updated_at=now)
         return self.view(self.ontologies.add(record))
 
     def get(self, ontology_id: str) -> dict[str, Any]:
@@ -68,7 +69,7 @@ class OntologyService:
         if "content" in body:
             changes["content"] = _content(body)
         return self.view(self.ontologies.modify(
-            ontology_id, lambda current: {**current, **changes, "updated_at": self.clock()}))
+            ontology_id, lambda current: current.but(**changes, updated_at=self.clock())))
 
     def delete(self, ontology_id: str) -> None:
         current = self.ontologies.get(ontology_id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,9 @@ DEFAULT_TRAINING_CONFIG = {"train_test_split": 0.8, "random_seed": 42}
 MAX_NAME = 200
 MAX_DESCRIPTION = 4000
 MAX_ID = 200
+# A project id is a path segment of the project's data location (s3://<data bucket>/<project_id>/)
+# and part of a Cognito group name (project:<id>:<role>): no slashes, colons or dots-only segments.
+PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def require_object(body: Any, what: str = "request body") -> dict[str, Any]:
@@ -45,6 +49,14 @@ def string(body: dict[str, Any], name: str, *, required: bool = False, max_len: 
         raise InvalidInput(f"{name} must not be empty", field=name)
     if len(value) > max_len:
         raise InvalidInput(f"{name} must be at most {max_len} characters", field=name)
+    return value
+
+
+def project_id(body: dict[str, Any], name: str = "project_id") -> str:
+    value = string(body, name, required=True, max_len=100)
+    if not PROJECT_ID.match(value):
+        raise InvalidInput(f"{name} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or "
+                           "digit", field=name)
     return value
 
 

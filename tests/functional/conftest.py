@@ -14,6 +14,38 @@ from moto import mock_aws
 from samples import SENSOR_TTL
 
 
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory):
+    """A real token issuer (scripts/local_issuer.py) on a free loopback port, with its own key."""
+    from scripts import local_issuer
+
+    key_dir = tmp_path_factory.mktemp("issuer")
+    server = local_issuer.serve(0, key_dir)
+    yield Issuer(server, key_dir)
+    server.stop()
+
+
+class Issuer:
+    def __init__(self, server, key_dir) -> None:
+        from scripts.local_issuer import LOCAL_AUDIENCE
+
+        self.server, self.key_dir, self.audience = server, key_dir, LOCAL_AUDIENCE
+
+    def env(self) -> dict[str, str]:
+        return {"AUTH_MODE": "jwt", "AUTH_ISSUER": self.server.issuer, "AUTH_AUDIENCE": self.audience,
+                "AUTH_JWKS_URL": self.server.jwks_url}
+
+    def token(self, projects: dict[str, str] | None = None, admin: bool = False, subject: str = "tester",
+              **claims) -> str:
+        from scripts.local_issuer import mint
+
+        return mint(subject, projects or {}, admin, issuer=claims.pop("iss", self.server.issuer),
+                    audience=claims.pop("aud", self.audience), key_dir=self.key_dir, **claims)
+
+    def headers(self, projects: dict[str, str] | None = None, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(projects, admin)}"}
+
+
 @pytest.fixture(scope="module")
 def aws_stack():
     """In-process moto with the stack's tables and bucket, shared by a module's tests
@@ -27,8 +59,8 @@ def aws_stack():
 
 
 @pytest.fixture
-def aws(aws_stack, monkeypatch):
-    for key, value in aws_stack.items():
+def aws(aws_stack, issuer, monkeypatch):
+    for key, value in {**aws_stack, **issuer.env()}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("APP_STAGE", "test")
@@ -36,8 +68,9 @@ def aws(aws_stack, monkeypatch):
 
 
 @pytest.fixture
-def api(aws):
-    """A JSON client over the Chalice test client."""
+def api(aws, issuer):
+    """A JSON client over the Chalice test client, signed in as an admin unless a test says otherwise
+    (tests of who may do what send their own Authorization header: tests/functional/test_access.py)."""
     from chalice.test import Client
 
     from app import app
@@ -47,17 +80,42 @@ def api(aws):
     # The test client applies a stage's environment from .chalice/config.json; the
     # local stage names the same tables deploy_data_stores() made.
     with Client(app, stage_name="local") as client:
-        yield JsonClient(client)
+        yield JsonClient(client, issuer.headers(admin=True))
     wiring.reset()
 
 
+def install_graph(settings=None, **collaborators):
+    """Build the app's graph from the current environment (or `settings`) with some collaborators of
+    the test's own (a launcher, a clock, repositories...) and use it for the requests that follow."""
+    from chalicelib import wiring
+    from chalicelib.config import Settings
+
+    graph = wiring.build_services(settings or Settings.from_environ(), **collaborators)
+    wiring.install(graph)
+    return graph
+
+
+class SettableClock:
+    """A clock a test can move: the real time until `now` is set."""
+
+    def __init__(self) -> None:
+        self.now: str | None = None
+
+    def __call__(self) -> str:
+        from chalicelib.services.common import utc_now
+
+        return self.now or utc_now()
+
+
 class JsonClient:
-    def __init__(self, client) -> None:
+    def __init__(self, client, default_headers: dict[str, str] | None = None) -> None:
         self.client = client
+        self.default_headers = dict(default_headers or {})
 
     def request(self, method: str, path: str, body=None, headers=None, raw: bytes | str | None = None):
-        hdrs = {"Content-Type": "application/json"}
+        hdrs = {"Content-Type": "application/json", **self.default_headers}
         hdrs.update(headers or {})
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}  # None removes a default header
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = getattr(self.client.http, method.lower())(path, headers=hdrs, body=payload)
         return Reply(response.status_code, response.body)
@@ -88,10 +146,8 @@ class Reply:
 @pytest.fixture
 def launcher(api) -> FakeLauncher:
     """Training jobs go to a launcher that records them instead of starting anything."""
-    from chalicelib import wiring
-
     fake = FakeLauncher()
-    wiring.services().training.launcher = fake
+    install_graph(launcher=fake)
     return fake
 
 

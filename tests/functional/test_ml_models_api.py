@@ -115,7 +115,7 @@ def _force_status(model_id: str, status: str) -> None:
     from chalicelib.adapters.dynamo import ModelRepository
 
     repo = ModelRepository()
-    repo.replace({**repo.get(model_id), "status": status})
+    repo.replace(repo.get(model_id).but(status=status))
 
 
 ALLOWED = {(src, dst) for src, dsts in USER_TRANSITIONS.items() for dst in dsts}
@@ -166,62 +166,5 @@ def test_delete_while_training_is_409_and_keeps_the_model(api, make_model):
     assert api.get(f"/api/ml-models/{model['id']}").status == 200
 
 
-def test_concurrent_put_is_retried_on_fresh_state(aws, api, make_model):
-    """A writer that lands between our read and our write is not overwritten."""
-    from chalicelib import wiring
-    from chalicelib.adapters.dynamo import ModelRepository
-
-    model = make_model(metadata={"base": 1})
-    service = wiring.services().models
-    real = service.models
-
-    class RacingRepository(ModelRepository):
-        raced = False
-
-        def replace(self, record):
-            if not self.raced:
-                self.raced = True
-                fresh = real.get(record["id"])
-                real.replace({**fresh, "metadata": {**fresh["metadata"], "other_writer": True}})
-            return super().replace(record)
-
-    service.models = RacingRepository()
-    try:
-        reply = api.put(f"/api/ml-models/{model['id']}", {"metadata": {"mine": True}})
-    finally:
-        service.models = real
-    assert reply.status == 200
-    assert reply.json["metadata"] == {"base": 1, "other_writer": True, "mine": True}
-
-
-def test_concurrent_put_gives_409_when_it_never_settles(aws, api, make_model):
-    from chalicelib import wiring
-    from chalicelib.adapters.dynamo import ModelRepository, StaleRecord
-
-    model = make_model()
-    service = wiring.services().models
-    real = service.models
-
-    class AlwaysStale(ModelRepository):
-        def replace(self, record):
-            raise StaleRecord(record["id"])
-
-    service.models = AlwaysStale()
-    try:
-        reply = api.put(f"/api/ml-models/{model['id']}", {"name": "x"})
-    finally:
-        service.models = real
-    assert reply.status == 409 and reply.json["field"] == "id"
-
-
-def test_stale_write_is_refused_by_the_table(api, make_model):
-    """The optimistic lock itself: a replace based on an old read fails and changes nothing."""
-    from chalicelib.adapters.dynamo import ModelRepository, StaleRecord
-
-    model = make_model()
-    repo = ModelRepository()
-    first, second = repo.get(model["id"]), repo.get(model["id"])
-    repo.replace({**first, "name": "first"})
-    with pytest.raises(StaleRecord):
-        repo.replace({**second, "name": "second"})
-    assert repo.get(model["id"])["name"] == "first"
+# Concurrent writers and the optimistic lock: tests/unit/test_model_service.py (on the in-memory
+# twin) and tests/functional/test_repository_contract.py (twin and DynamoDB alike).

@@ -9,7 +9,7 @@ import pytest
 
 TYPES = {"decision_tree", "random_forest", "regression", "neural_network"}
 TIE_ORDER = ["random_forest", "regression", "neural_network", "decision_tree"]
-BUCKET = "recommend-data"
+BUCKET = "ml-models-data-local"  # the local stage's data bucket (DATA_BUCKETS)
 
 CLASSIFY_TTL = """\
 @prefix owl: <http://www.w3.org/2002/07/owl#> .
@@ -39,9 +39,7 @@ def flowers_csv(rows: int = 300, seed: int = 7) -> bytes:
 
 @pytest.fixture
 def s3(aws):
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return boto3.client("s3", region_name="us-east-1")
 
 
 @pytest.fixture
@@ -145,9 +143,9 @@ def test_unknown_storage_id_or_target_is_400(api, project, flowers):
 
 def test_storage_config_of_another_project_is_400(api, project, flowers, s3):
     onto, _ = flowers
-    s3.put_object(Bucket=BUCKET, Key="elsewhere/a.csv", Body=b"x1\n1\n")
+    s3.put_object(Bucket=BUCKET, Key="proj-other/a.csv", Body=b"x1\n1\n")
     foreign = api.post("/api/storage-configs", {"project_id": "proj-other", "name": "theirs",
-                                                "uri": f"s3://{BUCKET}/elsewhere/", "format": "csv"}).json
+                                                "uri": f"s3://{BUCKET}/proj-other/", "format": "csv"}).json
     reply = recommend(api, project_id=project, ontology_id=onto["id"], storage_ids=[foreign["id"]])
     assert reply.status == 400 and reply.json["field"] == "storage_ids"
 

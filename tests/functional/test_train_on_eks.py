@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import base64
+import json
 
+import boto3
 import pytest
+from conftest import install_graph
 from fakes.kube_api import FakeKubeApi
 
 from chalicelib.adapters.eks import ClusterAccess, EksJobLauncher, EksLauncherConfig
@@ -13,12 +16,10 @@ NAMESPACE = "ml-training"
 
 @pytest.fixture
 def kube(api):
-    from chalicelib import wiring
-
     with FakeKubeApi() as fake:
         config = EksLauncherConfig(cluster_name="ml-models-test", image="trainer:test", namespace=NAMESPACE)
-        wiring.services().training.launcher = EksJobLauncher(
-            config, cluster_access=lambda: ClusterAccess(host=fake.url, token="k8s-aws-v1.test"))
+        install_graph(launcher=EksJobLauncher(
+            config, cluster_access=lambda: ClusterAccess(host=fake.url, token="k8s-aws-v1.test")))
         yield fake
 
 
@@ -38,10 +39,19 @@ def test_train_creates_the_job_and_its_token_secret(api, kube, make_model):
     assert env["TRAINER_SPEC_URI"]["value"].startswith("s3://")
     assert env["TRAINER_CALLBACK_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    # The run's AWS credentials travel in the Secret too, never as values in the Job.
+    values = {name: base64.b64decode(value).decode() for name, value in secret["data"].items()}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+        assert values[env[name]["valueFrom"]["secretKeyRef"]["key"]]
+    assert not any(v in json.dumps(job) for v in values.values())
     # The token in the Secret is the one the callbacks accept.
-    token = base64.b64decode(next(iter(secret["data"].values()))).decode()
-    complete = api.post(f"/api/ml-models/{model['id']}/training/complete",
-                        {"model_artifact_path": f"s3://artifacts/models/{model['id']}/v1/"},
+    token = values[env["TRAINER_CALLBACK_TOKEN"]["valueFrom"]["secretKeyRef"]["key"]]
+    artifact = f"s3://ml-models-artifacts-local/models/{model['id']}/v1/"
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket="ml-models-artifacts-local", Key=f"models/{model['id']}/v1/manifest.json",
+        Body=json.dumps({"run_id": run_id, "model_id": model["id"], "version": 1}).encode())
+    complete = api.post(f"/api/ml-models/{model['id']}/training/complete", {"model_artifact_path": artifact},
                         headers={"Authorization": f"Bearer {token}", "X-Training-Run-Id": run_id})
     assert complete.status == 200, complete
     run = api.get(f"/api/ml-models/{model['id']}/runs/{run_id}").json
@@ -63,15 +73,13 @@ def test_a_refused_submission_answers_5xx_and_leaves_the_model_as_it_was(api, ku
 def test_an_unreachable_cluster_answers_503(api, make_model):
     import socket
 
-    from chalicelib import wiring
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = EksLauncherConfig(cluster_name="c", image="trainer:test", namespace=NAMESPACE,
                                connect_timeout_seconds=1.0)
-    wiring.services().training.launcher = EksJobLauncher(
-        config, cluster_access=lambda: ClusterAccess(host=f"http://127.0.0.1:{port}", token="t"))
+    install_graph(launcher=EksJobLauncher(
+        config, cluster_access=lambda: ClusterAccess(host=f"http://127.0.0.1:{port}", token="t")))
     model = make_model()
     reply = api.post("/api/ml-models/train", {"model_id": model["id"]})
     assert reply.status == 503 and reply.json["code"] == "upstream_unavailable"

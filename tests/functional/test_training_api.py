@@ -6,17 +6,24 @@ import json
 import boto3
 import pytest
 
+from conftest import SettableClock, install_graph
+from runs import ARTIFACTS, own_artifact
+
 from chalicelib.adapters.launcher import TrainingJob, job_name
 from chalicelib.errors import UpstreamFailed
+
+
+DATA_BUCKET = "ml-models-data-local"
+# In a complete callback body: stands for the run's own artifact location (whose manifest the test writes).
+OWN = "<the run's own artifact location>"
 
 
 @pytest.fixture
 def data(aws, api, project, ontology):
     s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="train-data")
-    s3.put_object(Bucket="train-data", Key="sensors/a.csv", Body=b"temperature,humidity\n1,2\n")
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{project}/sensors/a.csv", Body=b"temperature,humidity\n1,2\n")
     reply = api.post("/api/storage-configs", {"project_id": project, "name": "sensors", "ontology_id": ontology["id"],
-                                              "uri": "s3://train-data/sensors/", "format": "csv"})
+                                              "uri": f"s3://{DATA_BUCKET}/{project}/sensors/", "format": "csv"})
     assert reply.status == 201, reply
     return reply.json
 
@@ -29,11 +36,13 @@ def callback(api, job: TrainingJob, kind: str, body: dict, token: str | None = N
     headers = {"Authorization": f"Bearer {token if token is not None else job.callback_token}"}
     if run_header:
         headers["X-Training-Run-Id"] = job.run_id
+    if body.get("model_artifact_path") == OWN:
+        body = {**body, "model_artifact_path": own_artifact(api, job)}
     return api.post(f"/api/ml-models/{job.model_id}/training/{kind}", body, headers=headers)
 
 
 COMPLETE = {
-    "model_artifact_path": "s3://ml-models-artifacts-local/models/m/v1/",
+    "model_artifact_path": OWN,
     "performance_metrics": {"accuracy": 0.95, "f1_score": 0.93, "precision": 0.94, "recall": 0.92},
     "training_metrics": {"epoch": 50, "training_loss": 0.05, "validation_loss": 0.08},
 }
@@ -55,13 +64,13 @@ def test_train_accepts_and_submits_one_job(api, launcher, make_model, data, onto
     spec = json.loads(boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert spec["model_type"] == model["type"] and spec["version"] == 1
     assert spec["ontology"] == {"id": ontology["id"], "content": ontology["content"]}
-    assert spec["storage"] == [{"id": data["id"], "uri": "s3://train-data/sensors/", "format": "csv"}]
+    assert spec["storage"] == [{"id": data["id"], "uri": data["uri"], "format": "csv"}]
     assert spec["training_config"] == {"train_test_split": 0.7, "random_seed": 7, "max_iterations": 5}
 
     run = api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json
     assert run["status"] == "submitted" and run["version"] == 1 and run["job_name"] == job_name(job.run_id)
     assert [h["status"] for h in run["status_history"]] == ["queued", "submitted"]
-    assert run["storage_uris"] == ["s3://train-data/sensors/"] and "callback_token_hash" not in run
+    assert run["storage_uris"] == [data["uri"]] and "callback_token_hash" not in run
 
 
 def test_empty_storage_ids_means_synthetic(api, launcher, make_model):
@@ -81,7 +90,7 @@ def test_train_is_409_when_model_cannot_train(api, launcher, make_model, status)
 
     model = make_model()
     repo = ModelRepository()
-    repo.replace({**repo.get(model["id"]), "status": status})
+    repo.replace(repo.get(model["id"]).but(status=status))
     reply = train(api, model["id"])
     assert reply.status == 409 and reply.json["current_status"] == status
     assert launcher.jobs == []
@@ -132,7 +141,7 @@ def test_complete_callback_records_the_trained_version(api, launcher, make_model
     assert reply.status == 200 and reply.json == {"status": "training completed"}
     after = api.get(f"/api/ml-models/{model['id']}").json
     assert after["status"] == "trained" and after["version"] == 1 and after["trained_at"]
-    assert after["model_artifact_path"] == COMPLETE["model_artifact_path"]
+    assert after["model_artifact_path"] == f"s3://{ARTIFACTS}/models/{model['id']}/v1/"
     assert after["performance_metrics"] == COMPLETE["performance_metrics"]
     assert after["training_metrics"] == COMPLETE["training_metrics"]
     assert after["metadata"] == {"team": "x"}
@@ -145,9 +154,10 @@ def test_complete_callback_records_the_trained_version(api, launcher, make_model
 
     # The next run gets the next version.
     assert train(api, model["id"]).status == 202
-    reply = callback(api, launcher.jobs[-1], "complete", {**COMPLETE, "model_artifact_path": "s3://artifacts/models/m/v2/"})
+    reply = callback(api, launcher.jobs[-1], "complete", COMPLETE)
     assert reply.status == 200, reply
-    assert api.get(f"/api/ml-models/{model['id']}").json["version"] == 2
+    again = api.get(f"/api/ml-models/{model['id']}").json
+    assert again["version"] == 2 and again["model_artifact_path"].endswith(f"/{model['id']}/v2/")
 
 
 def test_fail_callback_records_the_reason(api, launcher, make_model):
@@ -239,19 +249,15 @@ def test_runs_are_listed_newest_first_and_paginated(api, launcher, make_model):
 
 def test_a_run_past_its_deadline_is_failed_on_read(api, launcher, make_model):
     """A trainer that died without reporting does not leave the model in training."""
-    from chalicelib import wiring
-
+    clock = SettableClock()
+    install_graph(launcher=launcher, clock=clock)
     model = make_model()
     train(api, model["id"])
     job = launcher.jobs[-1]
-    training = wiring.services().training
     assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"  # not overdue yet
-    real_clock = training.clock
-    training.clock = lambda: "2999-01-01T00:00:00.000000Z"
-    try:
-        after = api.get(f"/api/ml-models/{model['id']}").json
-    finally:
-        training.clock = real_clock
+    clock.now = "2999-01-01T00:00:00.000000Z"
+    after = api.get(f"/api/ml-models/{model['id']}").json
+    clock.now = None
     assert after["status"] == "failed" and "deadline" in after["metadata"]["failure_reason"]
     run = api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}").json
     assert run["status"] == "failed" and "deadline" in run["failure_reason"]
@@ -260,37 +266,35 @@ def test_a_run_past_its_deadline_is_failed_on_read(api, launcher, make_model):
 
 
 def test_without_a_configured_callback_url_the_stage_url_is_used(api, launcher, make_model):
-    from chalicelib import wiring
+    from dataclasses import replace
+
     from chalicelib.api.training import stage_url
+    from chalicelib.config import Settings
 
     stage = stage_url({"domainName": "abc123.execute-api.us-east-1.amazonaws.com", "stage": "api"})
     assert stage == "https://abc123.execute-api.us-east-1.amazonaws.com/api"
     assert stage_url({}) == ""
-    training = wiring.services().training
-    configured, training.callback_base_url = training.callback_base_url, ""
-    try:
-        training.start({"model_id": make_model()["id"]}, stage)
-    finally:
-        training.callback_base_url = configured
+    graph = install_graph(replace(Settings.from_environ(), callback_base_url=""), launcher=launcher)
+    graph.training.start({"model_id": make_model()["id"]}, stage)
     assert launcher.jobs[-1].environment["TRAINER_CALLBACK_URL"] == stage
 
 
 def test_a_run_that_cannot_be_recorded_leaves_the_model_as_it_was(api, launcher, make_model):
+    from dataclasses import replace
+
     from chalicelib import wiring
     from chalicelib.adapters.dynamo import TrainingRunRepository
+    from chalicelib.config import Settings
 
     class BrokenRuns(TrainingRunRepository):
         def add(self, record):
             raise RuntimeError("DynamoDB is having a bad day")
 
-    training = wiring.services().training
-    real = training.runs
-    training.runs = BrokenRuns()
-    try:
-        model = make_model()
-        reply = train(api, model["id"])
-    finally:
-        training.runs = real
+    settings = Settings.from_environ()
+    repos = replace(wiring.dynamo_repositories(settings), training_runs=BrokenRuns())
+    install_graph(settings, launcher=launcher, repos=repos)
+    model = make_model()
+    reply = train(api, model["id"])
     assert reply.status >= 500 and "Traceback" not in reply.raw.decode()
     after = api.get(f"/api/ml-models/{model['id']}").json
     assert after["status"] == "draft" and after["training_task_id"] == ""
@@ -302,16 +306,42 @@ def test_a_model_left_in_training_without_a_run_is_failed_on_read(api, launcher,
     from chalicelib import wiring
     from chalicelib.adapters.dynamo import ModelRepository
 
+    clock = SettableClock()
+    install_graph(launcher=launcher, clock=clock)
     model = make_model()
     repo = ModelRepository()
-    repo.replace({**repo.get(model["id"]), "status": "training", "training_task_id": "run-never-recorded"})
+    repo.replace(repo.get(model["id"]).but(status="training", training_task_id="run-never-recorded"))
     assert api.get(f"/api/ml-models/{model['id']}").json["status"] == "training"  # within the grace period
-    training = wiring.services().training
-    real_clock = training.clock
-    training.clock = lambda: "2999-01-01T00:00:00.000000Z"
-    try:
-        after = api.get(f"/api/ml-models/{model['id']}").json
-    finally:
-        training.clock = real_clock
+    clock.now = "2999-01-01T00:00:00.000000Z"
+    after = api.get(f"/api/ml-models/{model['id']}").json
     assert after["status"] == "failed" and after["training_task_id"] == ""
     assert "never recorded" in after["metadata"]["failure_reason"]
+
+
+def test_complete_refuses_another_location_and_a_missing_or_foreign_manifest(api, launcher, make_model):
+    """The server decides where a run's artifact lives; a valid run token cannot point the model elsewhere."""
+    victim = make_model()
+    train(api, victim["id"])
+    victim_job = launcher.jobs[-1]
+    assert callback(api, victim_job, "complete", COMPLETE).status == 200
+    victim_path = api.get(f"/api/ml-models/{victim['id']}").json["model_artifact_path"]
+
+    model = make_model()
+    train(api, model["id"])
+    job = launcher.jobs[-1]
+    before = api.get(f"/api/ml-models/{model['id']}").json
+    for path in (victim_path, f"s3://{ARTIFACTS}/models/{model['id']}/v7/", f"s3://{DATA_BUCKET}/x/",
+                 "s3://attacker-bucket/models/m/v1/"):
+        reply = callback(api, job, "complete", {**COMPLETE, "model_artifact_path": path})
+        assert reply.status == 400 and reply.json["field"] == "model_artifact_path", (path, reply)
+        assert reply.json["expected"] == f"s3://{ARTIFACTS}/models/{model['id']}/v1/"
+    # Its own location but no manifest yet: not complete.
+    reply = callback(api, job, "complete", {**COMPLETE, "model_artifact_path": reply.json["expected"]})
+    assert reply.status == 409 and "manifest" in reply.json["message"]
+    # A manifest there that names another run is refused too.
+    foreign = own_artifact(api, job, manifest={"run_id": victim_job.run_id, "model_id": model["id"], "version": 1})
+    assert callback(api, job, "complete", {**COMPLETE, "model_artifact_path": foreign}).status == 409
+    assert api.get(f"/api/ml-models/{model['id']}").json == before
+    assert api.get(f"/api/ml-models/{victim['id']}").json["model_artifact_path"] == victim_path
+    # With its own manifest the run completes.
+    assert callback(api, job, "complete", COMPLETE).status == 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import install_graph
+from runs import own_artifact
 
 
 class FakePoster:
@@ -28,31 +30,41 @@ class FakePoster:
         return [p for p in self.sent.get(connection_id, []) if p["event"] not in ("subscribed", "unsubscribed")]
 
 
-def ws_event(route: str, connection_id: str, body: str | None = None) -> dict:
+def ws_event(route: str, connection_id: str, body: str | None = None, query: dict | None = None,
+             headers: dict | None = None) -> dict:
     event = {"requestContext": {"routeKey": route, "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
                                 .get(route, "MESSAGE"), "connectionId": connection_id,
                                 "domainName": "ws.example.test", "stage": "api", "apiId": "abc123"},
              "isBase64Encoded": False}
     if body is not None:
         event["body"] = body
+    if query is not None:
+        event["queryStringParameters"] = query
+    if headers is not None:
+        event["headers"] = headers
     return event
 
 
 @pytest.fixture
-def ws(api):
+def ws(api, issuer, launcher):
     """Drives the app's WebSocket handlers the way API Gateway invokes them."""
     import app as websocket  # the Lambda entry points API Gateway invokes
-    from chalicelib import wiring
 
     poster = FakePoster()
-    wiring.services().notifier.poster = poster
+    graph = install_graph(launcher=launcher, ws_poster=poster)
 
     class Socket:
         def __init__(self):
             self.poster = poster
+            self.store = graph.notifier.store
 
-        def connect(self, cid):
-            assert websocket.ws_connect(ws_event("$connect", cid), None)["statusCode"] == 200
+        def open(self, cid, query=None, headers=None) -> dict:
+            return websocket.ws_connect(ws_event("$connect", cid, query=query, headers=headers), None)
+
+        def connect(self, cid, token: str | None = None):
+            """Connect with `token` (default: an admin's) in the query string, as browsers do."""
+            reply = self.open(cid, query={"token": token or issuer.token(admin=True)})
+            assert reply["statusCode"] == 200, reply
 
         def send(self, cid, message):
             body = message if isinstance(message, str) else json.dumps(message)
@@ -115,8 +127,6 @@ def test_events_go_only_to_the_right_subscribers(ws, api, make_model, project):
 
 
 def test_unsubscribed_and_disconnected_connections_get_nothing(ws, api, make_model, project):
-    from chalicelib import wiring
-
     model = make_model()
     ws.connect("a")
     ws.connect("b")
@@ -124,16 +134,15 @@ def test_unsubscribed_and_disconnected_connections_get_nothing(ws, api, make_mod
     ws.send("b", {"action": "subscribe", "project_id": project})
     ws.send("a", {"action": "unsubscribe", "project_id": project})
     ws.disconnect("b")
-    assert wiring.services().notifier.store.subscriptions("b") == []
+    assert ws.store.subscriptions("b") == []
     api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
     assert ws.poster.events("a") == [] and ws.poster.events("b") == []
 
 
 def test_a_gone_connection_is_removed_on_first_failed_send(ws, api, make_model, project):
-    from chalicelib import wiring
     from chalicelib.adapters.websocket import topic
 
-    store = wiring.services().notifier.store
+    store = ws.store
     model = make_model()
     ws.connect("gone")
     ws.connect("alive")
@@ -174,8 +183,9 @@ def test_training_events_and_progress(ws, api, make_model, project, launcher):
     assert api.post(f"{path}/progress", {"epoch": -1}, headers=auth).status == 400
     reply = api.post(f"{path}/progress", {"epoch": 3, "training_loss": "abc"}, headers=auth)
     assert reply.status == 400 and reply.json["field"] == "training_loss"
-    api.post(f"{path}/complete", {"model_artifact_path": "s3://artifacts/models/m/v1/",
-                                  "performance_metrics": {"accuracy": 0.9}}, headers=auth)
+    reply = api.post(f"{path}/complete", {"model_artifact_path": own_artifact(api, job),
+                                          "performance_metrics": {"accuracy": 0.9}}, headers=auth)
+    assert reply.status == 200, reply
     events = ws.poster.events("c")
     assert [(e["event"], e.get("status"), e.get("epoch")) for e in events] == [
         ("model.status_changed", "training", None),
@@ -189,3 +199,54 @@ def test_training_events_and_progress(ws, api, make_model, project, launcher):
     assert events[3]["previous_status"] == "training"
     # Progress after the run ended is refused.
     assert api.post(f"{path}/progress", {"epoch": 9}, headers=auth).status == 409
+
+
+def test_connect_needs_a_valid_token(ws, issuer):
+    assert ws.open("anon")["statusCode"] == 401
+    assert ws.open("bad", query={"token": "not-a-jwt"})["statusCode"] == 401
+    assert ws.open("expired", query={"token": issuer.token(admin=True, ttl_seconds=-120)})["statusCode"] == 401
+    assert ws.open("wrong-aud", query={"token": issuer.token(admin=True, aud="someone-else")})["statusCode"] == 401
+    header = {"Authorization": f"Bearer {issuer.token({'p': 'viewer'})}"}
+    assert ws.open("by-header", headers=header)["statusCode"] == 200
+    assert not ws.store.is_connected("anon") and ws.store.is_connected("by-header")
+
+
+def test_subscriptions_only_to_what_the_caller_may_read(ws, api, issuer, make_model, project):
+    model = make_model()
+    ws.connect("viewer", issuer.token({project: "viewer"}))
+    ws.connect("outsider", issuer.token({"proj-elsewhere": "editor"}))
+    assert ws.send("viewer", {"action": "subscribe", "project_id": project})["event"] == "subscribed"
+    assert ws.send("viewer", {"action": "subscribe", "model_id": model["id"]})["event"] == "subscribed"
+    refused = ws.send("outsider", {"action": "subscribe", "project_id": project})
+    assert refused["event"] == "error" and refused["field"] == "project_id"
+    foreign = ws.send("outsider", {"action": "subscribe", "model_id": model["id"]})
+    unknown = ws.send("outsider", {"action": "subscribe", "model_id": "model-nope"})
+    assert foreign["event"] == unknown["event"] == "error"
+    assert foreign["message"].replace(model["id"], "X") == unknown["message"].replace("model-nope", "X")
+    api.put(f"/api/ml-models/{model['id']}", {"status": "archived"})
+    assert len(ws.poster.events("viewer")) == 1  # project and model topic: delivered once
+    assert [e for e in ws.poster.events("outsider") if e["event"] != "error"] == []
+
+
+def test_at_most_fifty_subscriptions_per_connection(ws, issuer):
+    ws.connect("busy")
+    for i in range(50):
+        assert ws.send("busy", {"action": "subscribe", "project_id": f"proj-{i}"})["event"] == "subscribed"
+    reply = ws.send("busy", {"action": "subscribe", "project_id": "proj-50"})
+    assert reply["event"] == "error" and "50" in reply["message"]
+    assert len(ws.store.subscriptions("busy")) == 50
+
+
+def test_subscriptions_lapse_when_the_token_expires(ws, api, issuer, make_model, project):
+    from chalicelib.adapters.websocket import topic
+
+    make_model()
+    ws.connect("short", issuer.token({project: "viewer"}, ttl_seconds=60))
+    ws.send("short", {"action": "subscribe", "project_id": project})
+    assert ws.store.subscribers([topic("project", project)]) == ["short"]
+    real_now = ws.store.now
+    ws.store.now = lambda: real_now() + 120
+    try:
+        assert ws.store.subscribers([topic("project", project)]) == []
+    finally:
+        ws.store.now = real_now

@@ -1,0 +1,135 @@
+"""The typed records the services work on: one frozen dataclass per stored entity.
+
+Records are converted to and from PynamoDB items only inside `adapters/dynamo.py`,
+which refuses a field the table does not declare (and the reverse), so a misspelled
+key fails instead of vanishing. `public()` is the view the API returns: it leaves out
+bookkeeping (the optimistic-lock version, counters, token hashes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="Record")
+
+
+@dataclass(frozen=True)
+class Record:
+    # Fields that never leave the service layer.
+    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version",)
+    KEY: ClassVar[str] = "id"
+
+    @property
+    def key(self) -> str:
+        return getattr(self, self.KEY)
+
+    def public(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.PRIVATE}
+
+    def values(self) -> dict[str, Any]:
+        """Every field, private ones included (what the adapter stores)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def but(self: R, **changes: Any) -> R:
+        """A copy with `changes` applied; an unknown field name raises TypeError."""
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class MlModel(Record):
+    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version", "runs_started")
+
+    id: str
+    project_id: str
+    ontology_id: str
+    name: str
+    type: str
+    status: str
+    created_at: str
+    updated_at: str
+    description: str = ""
+    version: int = 0
+    training_config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    training_metrics: dict[str, Any] = field(default_factory=dict)
+    performance_metrics: dict[str, Any] = field(default_factory=dict)
+    model_artifact_path: str = ""
+    training_task_id: str = ""
+    is_recommended: bool = False
+    recommendation_score: float | None = None
+    trained_at: str | None = None
+    # How many training runs were ever started: the next run's version number.
+    runs_started: int = 0
+    lock_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Ontology(Record):
+    id: str
+    project_id: str
+    name: str
+    content: str
+    created_at: str
+    updated_at: str
+    description: str = ""
+    lock_version: int | None = None
+
+
+@dataclass(frozen=True)
+class StorageConfig(Record):
+    id: str
+    project_id: str
+    name: str
+    uri: str
+    format: str
+    created_at: str
+    updated_at: str
+    ontology_id: str | None = None
+    lock_version: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainingRun(Record):
+    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version", "callback_token_hash")
+    KEY: ClassVar[str] = "run_id"
+
+    run_id: str
+    model_id: str
+    project_id: str
+    version: int
+    model_type: str
+    status: str
+    callback_token_hash: str
+    created_at: str
+    updated_at: str
+    status_history: list[dict[str, Any]] = field(default_factory=list)
+    training_config: dict[str, Any] = field(default_factory=dict)
+    storage_ids: list[str] = field(default_factory=list)
+    storage_uris: list[str] = field(default_factory=list)
+    job_name: str = ""
+    previous_model_status: str = "draft"
+    failure_reason: str = ""
+    model_artifact_path: str = ""
+    performance_metrics: dict[str, Any] = field(default_factory=dict)
+    training_metrics: dict[str, Any] = field(default_factory=dict)
+    # After this instant a run that has not reported is failed.
+    deadline_at: str | None = None
+    lock_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation(Record):
+    """The last recommendation per project and ontology (model creation reads it)."""
+
+    KEY: ClassVar[str] = "ontology_id"
+
+    project_id: str
+    ontology_id: str
+    recommended_type: str
+    score: float
+    created_at: str
+    result: dict[str, Any] = field(default_factory=dict)

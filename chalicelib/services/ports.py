@@ -1,0 +1,82 @@
+"""What the services ask of storage: repository Protocols over typed records.
+
+Two implementations keep each of these: the DynamoDB adapter (`adapters/dynamo.py`)
+and the in-memory twin (`tests/fakes/repositories.py`); one contract suite
+(`tests/functional/test_repository_contract.py`) runs against both.
+
+Semantics every implementation keeps:
+- `add` refuses an existing key (Conflict); `get` raises NotFound; `find` returns None.
+- `replace` writes only if the record is unchanged since it was read (its
+  `lock_version`), else raises `StaleRecord`; `delete` is conditional the same way.
+- `modify` reads, applies `change`, and writes under that lock, re-reading and
+  re-applying on a concurrent write (Conflict after `RETRIES_ON_STALE` tries).
+- `list_by_project` is newest first, paged by an opaque token bound to the project.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from chalicelib.errors import Conflict, StaleRecord
+from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
+
+R = TypeVar("R", bound=Record)
+
+# How often a read-change-write is retried on fresh state before answering 409.
+RETRIES_ON_STALE = 5
+
+
+class Repository(Protocol[R]):
+    kind: str
+
+    def get(self, key: str) -> R: ...
+
+    def find(self, key: str) -> R | None: ...
+
+    def add(self, record: R) -> R: ...
+
+    def replace(self, record: R) -> R: ...
+
+    def modify(self, key: str, change: Callable[[R], R], field: str | None = None) -> R: ...
+
+    def delete(self, record: R) -> None: ...
+
+    def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[R], str | None]: ...
+
+
+class ModelRepository(Repository[MlModel], Protocol):
+    def count_by_ontology(self, ontology_id: str) -> int: ...
+
+
+class OntologyRepository(Repository[Ontology], Protocol):
+    pass
+
+
+class StorageConfigRepository(Repository[StorageConfig], Protocol):
+    pass
+
+
+class TrainingRunRepository(Repository[TrainingRun], Protocol):
+    def list_by_model(self, model_id: str, limit: int,
+                      next_token: str | None) -> tuple[list[TrainingRun], str | None]: ...
+
+
+class RecommendationRepository(Protocol):
+    def put(self, record: Recommendation) -> None: ...
+
+    def find(self, project_id: str, ontology_id: str) -> Recommendation | None: ...
+
+
+class OptimisticModify:
+    """`modify` for any repository with get/replace: the one optimistic-lock retry loop."""
+
+    kind = "record"
+
+    def modify(self, key: str, change: Callable, field: str | None = None):
+        for _ in range(RETRIES_ON_STALE):
+            try:
+                return self.replace(change(self.get(key)))  # type: ignore[attr-defined]
+            except StaleRecord:
+                continue
+        raise Conflict(f"{self.kind} '{key}' is being changed concurrently; retry",
+                       field=field or getattr(self, "key_name", "id"))
