@@ -64,7 +64,8 @@ class Services:
             callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
             artifact_prefix=settings.artifact_prefix, region=settings.region,
             endpoint_url=settings.aws_endpoint_url, credentials=self.credentials_factory(),
-            notifier=self.notifier, deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            notifier=self.notifier,
+            deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
             clock=self.clock, ids=self.ids,
         )
 

@@ -115,7 +115,7 @@ def mint(subject: str, projects: dict[str, str], admin: bool = False, *, issuer:
          ttl_seconds: int = 3600, key_dir: Path = KEY_DIR, issued_at: int | None = None) -> str:
     """A token signed with the current key: sub, iss, aud, iat, exp, `projects`, and `cognito:groups` for admin."""
     for project_id, role in projects.items():
-        if not PROJECT_ID_PATTERN.match(project_id):
+        if not PROJECT_ID_PATTERN.fullmatch(project_id):
             raise ValueError(f"project id {project_id!r} is not valid")
         if role not in ROLES:
             raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")

@@ -17,7 +17,8 @@ def stage_url(context: dict | None) -> str:
     return f"https://{domain}/{stage}" if domain and stage else ""
 
 
-@user_route(bp, "/api/ml-models/train", methods=("POST",), status=202, access=writes(record_in_body("model", "model_id")))
+@user_route(bp, "/api/ml-models/train", methods=("POST",), status=202,
+            access=writes(record_in_body("model", "model_id")))
 def train_model():
     return services().training.start(request_body(bp), stage_url(bp.current_request.context))
 

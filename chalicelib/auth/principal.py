@@ -57,7 +57,7 @@ class Principal:
         if not isinstance(subject, str) or not subject:
             raise ValueError("principal subject must be a non-empty string")
         if not isinstance(roles, Mapping) or not all(
-            isinstance(p, str) and PROJECT_ID_PATTERN.match(p) and r in _ROLE_RANK for p, r in roles.items()
+            isinstance(p, str) and PROJECT_ID_PATTERN.fullmatch(p) and r in _ROLE_RANK for p, r in roles.items()
         ):
             raise ValueError("principal roles must map project ids to 'viewer' or 'editor'")
         if not isinstance(admin, bool):
@@ -107,7 +107,7 @@ def principal_from_claims(claims: Mapping[str, Any], rules: ClaimRules) -> Princ
 
 
 def _grant(roles: dict[str, str], project_id: Any, role: Any) -> None:
-    if not isinstance(project_id, str) or not PROJECT_ID_PATTERN.match(project_id):
+    if not isinstance(project_id, str) or not PROJECT_ID_PATTERN.fullmatch(project_id):
         return
     if not isinstance(role, str) or role not in _ROLE_RANK:
         return

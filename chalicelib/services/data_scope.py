@@ -72,7 +72,7 @@ def _path_problem(prefix: str) -> str | None:
 
 
 def _require_project_id(project_id: Any) -> str:
-    if not isinstance(project_id, str) or not PROJECT_ID.match(project_id):
+    if not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id):
         raise InvalidInput("project_id must be 1-100 letters, digits, '.', '_' or '-', starting with a letter "
                            "or digit", field="project_id")
     return project_id
@@ -96,11 +96,11 @@ class DataScope:
 
         Raises ValueError naming the bad entry.
         """
-        if not _BUCKET.match(artifact_bucket or ""):
+        if not _BUCKET.fullmatch(artifact_bucket or ""):
             raise ValueError(f"ARTIFACT_BUCKET: not a bucket name: {artifact_bucket!r}")
         buckets = tuple(dict.fromkeys(b.strip() for b in (data_buckets or "").split(",") if b.strip()))
         for bucket in buckets:
-            if not _BUCKET.match(bucket):
+            if not _BUCKET.fullmatch(bucket):
                 raise ValueError(f"DATA_BUCKETS: not a bucket name: {bucket!r}")
             if bucket == artifact_bucket:
                 raise ValueError(f"DATA_BUCKETS: {bucket!r} is the artifact bucket, which never holds training data")
@@ -161,10 +161,10 @@ class DataScope:
         """
         _require_project_id(project_id)
         for name, value in (("model_id", model_id), ("run_id", run_id)):
-            if not isinstance(value, str) or not _ARN_SAFE_ID.match(value):
+            if not isinstance(value, str) or not _ARN_SAFE_ID.fullmatch(value):
                 raise InvalidInput(f"{name} cannot be used in a session policy: {value!r}", field=name)
         for name, value in (("artifact_prefix", artifact_prefix), ("runs_prefix", runs_prefix)):
-            if not _ARN_SAFE_PREFIX.match(value):
+            if not _ARN_SAFE_PREFIX.fullmatch(value):
                 raise ValueError(f"{name} cannot be used in a session policy: {value!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
@@ -235,7 +235,7 @@ def _parse_grants(grants_json: str, artifact_bucket: str) -> dict[str, tuple[str
         raise ValueError("PROJECT_DATA_GRANTS: expected a JSON object {\"<project id>\": [\"s3://bucket/prefix/\"]}")
     grants: dict[str, tuple[str, ...]] = {}
     for project_id, uris in raw.items():
-        if not PROJECT_ID.match(project_id):
+        if not PROJECT_ID.fullmatch(project_id):
             raise ValueError(f"PROJECT_DATA_GRANTS: {project_id!r} is not a project id")
         if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
             raise ValueError(f"PROJECT_DATA_GRANTS[{project_id!r}]: expected a list of s3:// URIs")

@@ -114,6 +114,9 @@ class Notifier:
         if action == "unsubscribe":
             self.store.unsubscribe(connection_id, kind, key)
             return {"event": "unsubscribed", f"{kind}_id": key}
+        return self._subscribe(connection_id, kind, key)
+
+    def _subscribe(self, connection_id: str, kind: str, key: str) -> dict[str, Any]:
         connection = self.store.connection(connection_id)
         if connection is None or connection[0] is None:
             return error("this connection is not signed in; reconnect with a token")

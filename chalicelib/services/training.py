@@ -301,7 +301,7 @@ class TrainingService:
         updated = self.settlement.while_current(model_id, run.run_id, lambda model: model.but(
             training_metrics={**model.training_metrics, **progress}, updated_at=self.clock()))
         if run.status != "running":
-            self.runs.modify(run.run_id, lambda r: self.settlement.status_change(r, "running", "trainer reported progress")
-                             if r.status in ("queued", "submitted") else r)
+            self.runs.modify(run.run_id, lambda r: self.settlement.status_change(
+                r, "running", "trainer reported progress") if r.status in ("queued", "submitted") else r)
         self.notifier.training_progress(updated, run.run_id, progress)
         return {"status": "progress recorded"}

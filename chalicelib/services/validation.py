@@ -54,7 +54,7 @@ def string(body: dict[str, Any], name: str, *, required: bool = False, max_len: 
 
 def project_id(body: dict[str, Any], name: str = "project_id") -> str:
     value = string(body, name, required=True, max_len=100)
-    if not PROJECT_ID.match(value):
+    if not PROJECT_ID.fullmatch(value):
         raise InvalidInput(f"{name} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or "
                            "digit", field=name)
     return value

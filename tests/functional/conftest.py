@@ -58,9 +58,18 @@ def aws_stack():
             yield deploy_data_stores(None)
 
 
+def local_stage_environment() -> dict[str, str]:
+    """The local stage's environment from .chalice/config.json (the test client applies it only
+    while it serves a request; graphs a test builds itself read it from here)."""
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    return {**config.get("environment_variables", {}), **config["stages"]["local"]["environment_variables"]}
+
+
 @pytest.fixture
 def aws(aws_stack, issuer, monkeypatch):
-    for key, value in {**aws_stack, **issuer.env()}.items():
+    for key, value in {**local_stage_environment(), **aws_stack, **issuer.env()}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("APP_STAGE", "test")

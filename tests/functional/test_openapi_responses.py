@@ -8,6 +8,7 @@ itself stays open to additions for clients.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from conftest import install_graph
+from fakes.launcher import FakeLauncher
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -25,7 +28,9 @@ from chalicelib.errors import UpstreamFailed
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC_URI = "urn:ml-models:openapi"
-BUCKET = "openapi-train-data"
+# The local stage's data bucket (deploy_data_stores creates it); a project's data lives under <project>/.
+DATA_BUCKET = "ml-models-data-local"
+ARTIFACTS = "ml-models-artifacts-local"
 
 
 def closed(node: Any, in_all_of: bool = False) -> Any:
@@ -169,14 +174,12 @@ CONFIG = "/api/storage-configs/{storage_id}"
 
 @pytest.fixture
 def s3(aws):
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return boto3.client("s3", region_name="us-east-1")
 
 
 def test_storage_config_routes(api, project, ontology, s3):
     body = {"project_id": project, "name": "sensors", "ontology_id": ontology["id"],
-            "uri": f"s3://{BUCKET}/{project}/sensors/", "format": "csv"}
+            "uri": f"s3://{DATA_BUCKET}/{project}/sensors/", "format": "csv"}
     created = check(api.post(CONFIGS, body), "POST", CONFIGS, 201)
     listed = check(api.get(f"{CONFIGS}?project_id={project}"), "GET", CONFIGS, 200)
     assert [c["id"] for c in listed["storage_configs"]] == [created["id"]] and listed["next_token"] is None
@@ -185,7 +188,14 @@ def test_storage_config_routes(api, project, ontology, s3):
                     "PUT", CONFIG, 200)
     assert unbound["ontology_id"] is None and unbound["format"] == "jsonl"
 
-    check(api.post(CONFIGS, {**body, "uri": "s3://no-such-bucket-here/x/"}), "POST", CONFIGS, 400)
+    for outside in ("s3://no-such-bucket-here/x/", f"s3://{DATA_BUCKET}/proj-other/sensors/",
+                    f"s3://{DATA_BUCKET}/{project}/../proj-other/", f"s3://{ARTIFACTS}/runs/",
+                    f"s3://{ARTIFACTS}/models/"):
+        refused = check(api.post(CONFIGS, {**body, "uri": outside}), "POST", CONFIGS, 400)
+        assert refused["field"] == "uri", refused
+    check(api.post(CONFIGS, {**body, "project_id": "proj/../other"}), "POST", CONFIGS, 400)
+    moved = check(api.put(f"{CONFIGS}/{created['id']}", {"uri": f"s3://{ARTIFACTS}/models/"}), "PUT", CONFIG, 400)
+    assert moved["field"] == "uri"
     check(api.post(CONFIGS, {**body, "format": "xlsx"}), "POST", CONFIGS, 400)
     check(api.put(f"{CONFIGS}/{created['id']}", {"uri": "/tmp/data"}), "PUT", CONFIG, 400)
     check(api.put(f"{CONFIGS}/storage-nope", {"name": "x"}), "PUT", CONFIG, 404)
@@ -211,9 +221,9 @@ def sensor_rows(rows: int = 240, seed: int = 3) -> bytes:
 
 @pytest.fixture
 def sensor_data(api, project, ontology, s3):
-    s3.put_object(Bucket=BUCKET, Key=f"{project}/readings/part-0.csv", Body=sensor_rows())
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{project}/readings/part-0.csv", Body=sensor_rows())
     reply = api.post(CONFIGS, {"project_id": project, "name": "readings", "ontology_id": ontology["id"],
-                               "uri": f"s3://{BUCKET}/{project}/readings/", "format": "csv"})
+                               "uri": f"s3://{DATA_BUCKET}/{project}/readings/", "format": "csv"})
     assert reply.status == 201, reply
     return reply.json
 
@@ -254,21 +264,47 @@ RUN = "/api/ml-models/{model_id}/runs/{run_id}"
 COMPLETE = "/api/ml-models/{model_id}/training/complete"
 FAIL = "/api/ml-models/{model_id}/training/fail"
 PROGRESS = "/api/ml-models/{model_id}/training/progress"
-COMPLETE_BODY = {
-    "model_artifact_path": "s3://models/model-123/v1.pkl",
+CREDENTIALS = "/api/ml-models/{model_id}/training/credentials"
+METRICS = {
     "performance_metrics": {"accuracy": 0.95, "f1_score": 0.93, "precision": 0.94, "recall": 0.92},
     "training_metrics": {"epoch": 50, "training_loss": 0.05, "validation_loss": 0.08},
 }
 
 
-def callback(api, job: TrainingJob, kind: str, body: dict, token: str | None = None, run_header: bool = True):
+def callback(api, job: TrainingJob, kind: str, body: dict | None, token: str | None = None, run_header: bool = True):
     headers = {"Authorization": f"Bearer {job.callback_token if token is None else token}"}
     if run_header:
         headers["X-Training-Run-Id"] = job.run_id
     return api.post(f"/api/ml-models/{job.model_id}/training/{kind}", body, headers=headers)
 
 
-def test_train_runs_and_callbacks(api, launcher, make_model, sensor_data):
+def artifact_location(model_id: str, version: int) -> str:
+    """Where the server expects run `version` of a model (the local stage's artifact bucket and prefix)."""
+    return f"s3://{ARTIFACTS}/models/{model_id}/v{version}/"
+
+
+def write_manifest(s3, model_id: str, version: int, run_id: str) -> None:
+    """What a trainer writes last: the manifest naming its run (the complete callback checks it)."""
+    manifest = {"run_id": run_id, "model_id": model_id, "version": version}
+    s3.put_object(Bucket=ARTIFACTS, Key=f"models/{model_id}/v{version}/manifest.json", Body=json.dumps(manifest))
+
+
+@pytest.fixture
+def sts_launcher(api) -> FakeLauncher:
+    """A recording launcher, in a graph that issues per-run STS credentials (moto's STS), as the
+    local and deployed stages do. (The `launcher` fixture's graph is built outside a request, so
+    without the stage's TRAINER_RUN_ROLE_ARN: it issues none.)"""
+    from chalicelib.adapters.sts import RunCredentialIssuer
+
+    fake = FakeLauncher()
+    issuer = RunCredentialIssuer(lambda: boto3.client("sts", region_name="us-east-1"),
+                                 "arn:aws:iam::123456789012:role/ml-models-trainer-run-local")
+    install_graph(launcher=fake, credentials=issuer)
+    return fake
+
+
+def test_train_runs_and_callbacks(api, sts_launcher, make_model, sensor_data, s3):
+    launcher = sts_launcher
     model = make_model()
     started = check(api.post(TRAIN, {"model_id": model["id"], "storage_ids": [sensor_data["id"]],
                                      "training_config": {"train_test_split": 0.8, "random_seed": 42}}),
@@ -279,23 +315,48 @@ def test_train_runs_and_callbacks(api, launcher, make_model, sensor_data):
 
     runs = check(api.get(f"/api/ml-models/{model['id']}/runs"), "GET", RUNS, 200)
     assert [r["run_id"] for r in runs["runs"]] == [job.run_id]
+    version = runs["runs"][0]["version"]
     check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
 
     progress = callback(api, job, "progress", {"epoch": 1, "training_loss": 0.4, "validation_loss": 0.5})
     assert check(progress, "POST", PROGRESS, 200) == {"status": "progress recorded"}
     check(callback(api, job, "progress", {"epoch": -1}), "POST", PROGRESS, 400)
-    check(callback(api, job, "complete", {"performance_metrics": {}}), "POST", COMPLETE, 400)
-    check(callback(api, job, "complete", COMPLETE_BODY, token="forged"), "POST", COMPLETE, 401)
-    check(api.post(f"/api/ml-models/{model['id']}/training/complete", COMPLETE_BODY), "POST", COMPLETE, 401)
 
-    done = callback(api, job, "complete", COMPLETE_BODY)
+    for body in (None, {}):
+        fresh = check(callback(api, job, "credentials", body), "POST", CREDENTIALS, 200)
+        assert fresh["access_key_id"] and fresh["session_token"]
+    check(callback(api, job, "credentials", {"duration": 3600}), "POST", CREDENTIALS, 400)
+    check(callback(api, job, "credentials", {}, token="forged"), "POST", CREDENTIALS, 401)
+
+    own = artifact_location(model["id"], version)
+    body = {"model_artifact_path": own, **METRICS}
+    check(callback(api, job, "complete", {"performance_metrics": {}}), "POST", COMPLETE, 400)
+    check(callback(api, job, "complete", body, token="forged"), "POST", COMPLETE, 401)
+    # The admin's JWT, which the client sends by default, is not a run token.
+    check(api.post(f"/api/ml-models/{model['id']}/training/complete", body), "POST", COMPLETE, 401)
+    for elsewhere in ("s3://models/model-123/v1.pkl", artifact_location("model-other", version),
+                      artifact_location(model["id"], version + 1)):
+        refused = check(callback(api, job, "complete", {**body, "model_artifact_path": elsewhere}),
+                        "POST", COMPLETE, 400)
+        assert (refused["field"], refused["expected"]) == ("model_artifact_path", own), refused
+    no_manifest = check(callback(api, job, "complete", body), "POST", COMPLETE, 409)
+    assert no_manifest["field"] == "model_artifact_path"
+    write_manifest(s3, model["id"], version, "run-someone-else")
+    check(callback(api, job, "complete", body), "POST", COMPLETE, 409)
+    assert check(api.get(f"/api/ml-models/{model['id']}"), "GET", MODEL, 200)["status"] == "training"
+
+    write_manifest(s3, model["id"], version, job.run_id)
+    done = callback(api, job, "complete", {**body, "model_artifact_path": own.rstrip("/")})
     assert check(done, "POST", COMPLETE, 200) == {"status": "training completed"}
-    assert check(callback(api, job, "complete", COMPLETE_BODY), "POST", COMPLETE, 200) == done.json
+    assert check(callback(api, job, "complete", body), "POST", COMPLETE, 200) == done.json
     check(callback(api, job, "fail", {"reason": "too late"}), "POST", FAIL, 409)
     check(callback(api, job, "progress", {"epoch": 2}), "POST", PROGRESS, 409)
+    ended = check(callback(api, job, "credentials", {}), "POST", CREDENTIALS, 409)
+    assert ended["field"] == "run_id"
 
     trained = check(api.get(f"/api/ml-models/{model['id']}"), "GET", MODEL, 200)
-    assert trained["status"] == "trained" and trained["version"] == 1
+    assert trained["status"] == "trained" and trained["version"] == version
+    assert trained["model_artifact_path"] == own
     run = check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
     assert run["status"] == "succeeded"
     assert [h["status"] for h in run["status_history"]] == ["queued", "submitted", "running", "succeeded"]
@@ -306,6 +367,8 @@ def test_fail_callback_and_train_errors(api, launcher, make_model):
     check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 202)
     job = launcher.jobs[-1]
     check(callback(api, job, "fail", {}), "POST", FAIL, 400)
+    issued = check(callback(api, job, "credentials", {}), "POST", CREDENTIALS, 200)
+    assert set(issued) == {"access_key_id", "secret_access_key", "session_token", "expiration"}
     failed = callback(api, job, "fail", {"reason": "Insufficient training data"}, run_header=False)
     assert check(failed, "POST", FAIL, 200) == {"status": "training failed"}
     orphan = TrainingJob(run_id=job.run_id, model_id="model-nope", project_id="", model_type="",
@@ -326,3 +389,87 @@ def test_fail_callback_and_train_errors(api, launcher, make_model):
     check(api.get(f"/api/ml-models/{model['id']}/runs?limit=101"), "GET", RUNS, 400)
     check(api.get("/api/ml-models/model-nope/runs"), "GET", RUNS, 404)
     check(api.get(f"/api/ml-models/{model['id']}/runs/run-nope"), "GET", RUN, 404)
+
+
+# ---- who may do what: 401, 403 and 404-for-foreign against the spec ------------------------
+# (every route × role is tests/functional/test_access.py's; here: the replies match the spec)
+
+def test_requests_without_a_valid_token_get_401(api, issuer, project, make_model):
+    model = make_model()
+    no_token = {"Authorization": None}
+    replies = [
+        (api.get(f"{MODELS}?project_id={project}", headers=no_token), "GET", MODELS),
+        (api.post(MODELS, {"project_id": project}, headers=no_token), "POST", MODELS),
+        (api.get(f"{MODELS}/{model['id']}", headers=no_token), "GET", MODEL),
+        (api.post(TRAIN, {"model_id": model["id"]}, headers=no_token), "POST", TRAIN),
+        (api.post(RECOMMEND, {"project_id": project}, headers=no_token), "POST", RECOMMEND),
+        (api.get(f"{ONTOLOGIES}?project_id={project}", headers=no_token), "GET", ONTOLOGIES),
+        (api.delete(f"{CONFIGS}/storage-nope", headers=no_token), "DELETE", CONFIG),
+        (api.get(f"{MODELS}/{model['id']}/runs", headers={"Authorization": "Bearer not-a-jwt"}), "GET", RUNS),
+        (api.get(f"{MODELS}/{model['id']}", headers={"Authorization": f"Basic {issuer.token(admin=True)}"}),
+         "GET", MODEL),
+        (api.get(f"{MODELS}/{model['id']}",
+                 headers={"Authorization": f"Bearer {issuer.token(admin=True, ttl_seconds=-300)}"}), "GET", MODEL),
+    ]
+    for reply, method, path in replies:
+        refused = check(reply, method, path, 401)
+        assert refused["field"] == "Authorization", refused
+
+    raw = api.client.http.get(f"{MODELS}/{model['id']}")  # the bare test client: no default token
+    assert raw.status_code == 401
+    www = SPEC["components"]["headers"]["WWWAuthenticate"]["schema"]["const"]
+    assert raw.headers.get("WWW-Authenticate") == www
+
+
+def test_a_viewer_reads_but_may_not_write(api, issuer, project, ontology, make_model, launcher):
+    model = make_model()
+    viewer = issuer.headers({project: "viewer"})
+    assert check(api.get(f"{MODELS}/{model['id']}", headers=viewer), "GET", MODEL, 200)["id"] == model["id"]
+    check(api.get(f"{MODELS}?project_id={project}", headers=viewer), "GET", MODELS, 200)
+    check(api.get(f"{ONTOLOGIES}/{ontology['id']}", headers=viewer), "GET", ONTOLOGY, 200)
+
+    writes = [
+        (api.post(MODELS, {"project_id": project, "ontology_id": ontology["id"], "name": "m",
+                           "type": "regression"}, headers=viewer), "POST", MODELS),
+        (api.put(f"{MODELS}/{model['id']}", {"name": "x"}, headers=viewer), "PUT", MODEL),
+        (api.delete(f"{MODELS}/{model['id']}", headers=viewer), "DELETE", MODEL),
+        (api.post(TRAIN, {"model_id": model["id"]}, headers=viewer), "POST", TRAIN),
+        (api.post(RECOMMEND, {"project_id": project, "ontology_id": ontology["id"]}, headers=viewer),
+         "POST", RECOMMEND),
+        (api.post(ONTOLOGIES, {"project_id": project, "name": "o", "content": SENSOR_TTL}, headers=viewer),
+         "POST", ONTOLOGIES),
+        (api.put(f"{ONTOLOGIES}/{ontology['id']}", {"name": "x"}, headers=viewer), "PUT", ONTOLOGY),
+        (api.post(CONFIGS, {"project_id": project, "name": "s", "uri": f"s3://{DATA_BUCKET}/{project}/",
+                            "format": "csv"}, headers=viewer), "POST", CONFIGS),
+    ]
+    for reply, method, path in writes:
+        assert check(reply, method, path, 403)["code"] == "forbidden"
+    # A list or create naming a project the caller has no role in is 403 too.
+    check(api.get(f"{MODELS}?project_id=proj-not-mine", headers=viewer), "GET", MODELS, 403)
+    check(api.get(f"{CONFIGS}?project_id=proj-not-mine", headers=viewer), "GET", CONFIGS, 403)
+    editor = issuer.headers({project: "editor"})
+    check(api.post(ONTOLOGIES, {"project_id": "proj-not-mine", "name": "o", "content": SENSOR_TTL},
+                   headers=editor), "POST", ONTOLOGIES, 403)
+
+    unchanged = check(api.get(f"{MODELS}/{model['id']}"), "GET", MODEL, 200)
+    assert unchanged == model and launcher.jobs == []
+
+
+def test_another_projects_records_are_404_like_unknown_ids(api, issuer, make_model, ontology):
+    model = make_model()
+    stranger = issuer.headers({"proj-elsewhere": "editor"})
+
+    def same_as_unknown(method: str, path: str, template: str, real_id: str, unknown_id: str, body=None):
+        foreign = check(api.request(method, path.format(real_id), body, headers=stranger), method, template, 404)
+        unknown = check(api.request(method, path.format(unknown_id), body, headers=stranger), method, template, 404)
+        assert real_id in foreign["message"]
+        assert foreign == {**unknown, "message": unknown["message"].replace(unknown_id, real_id)}
+
+    mid, oid = model["id"], ontology["id"]
+    same_as_unknown("GET", MODELS + "/{}", MODEL, mid, "model-nope")
+    same_as_unknown("PUT", MODELS + "/{}", MODEL, mid, "model-nope", {"name": "x"})
+    same_as_unknown("DELETE", MODELS + "/{}", MODEL, mid, "model-nope")
+    same_as_unknown("GET", MODELS + "/{}/runs", RUNS, mid, "model-nope")
+    same_as_unknown("GET", ONTOLOGIES + "/{}", ONTOLOGY, oid, "onto-nope")
+    check(api.post(TRAIN, {"model_id": mid}, headers=stranger), "POST", TRAIN, 404)
+    assert check(api.get(f"{MODELS}/{mid}"), "GET", MODEL, 200) == model

@@ -4,7 +4,6 @@ from __future__ import annotations
 import boto3
 import pytest
 
-
 DATA = "ml-models-data-local"  # the local stage's data bucket (DATA_BUCKETS)
 
 

@@ -5,13 +5,11 @@ import json
 
 import boto3
 import pytest
-
 from conftest import SettableClock, install_graph
 from runs import ARTIFACTS, own_artifact
 
 from chalicelib.adapters.launcher import TrainingJob, job_name
 from chalicelib.errors import UpstreamFailed
-
 
 DATA_BUCKET = "ml-models-data-local"
 # In a complete callback body: stands for the run's own artifact location (whose manifest the test writes).
@@ -303,7 +301,6 @@ def test_a_run_that_cannot_be_recorded_leaves_the_model_as_it_was(api, launcher,
 
 def test_a_model_left_in_training_without_a_run_is_failed_on_read(api, launcher, make_model):
     """If even putting the model back failed, reads notice the missing run after a grace period."""
-    from chalicelib import wiring
     from chalicelib.adapters.dynamo import ModelRepository
 
     clock = SettableClock()

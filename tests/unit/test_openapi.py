@@ -3,9 +3,15 @@
 A route added to the app without being documented (or documented and then removed) fails
 `test_spec_documents_exactly_the_app_routes`. The request schemas are also held against the
 service's own field lists and enums, and every example in the document against its schema.
+
+Security follows `ROUTE_ACCESS` (chalicelib/api/http.py), the rule every route was registered
+with: user routes carry the global `bearerAuth` requirement and document 401 and 503 (and 403
+where their rule can refuse a known caller); the trainer's callbacks override it with the run's
+token.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
@@ -103,20 +109,109 @@ def test_path_parameters_agree(spec, app_routes):
     assert not problems, "\n".join(problems)
 
 
-def test_security_follows_the_app(spec, app_routes):
-    """Routes with a Chalice authorizer must declare security; the worker callbacks use the run token."""
+@pytest.fixture(scope="module")
+def route_access() -> dict[tuple[str, str], Any]:
+    import app  # noqa: F401  (registering the blueprints fills ROUTE_ACCESS)
+    from chalicelib.api.http import ROUTE_ACCESS
+
+    return dict(ROUTE_ACCESS)
+
+
+def effective_security(spec: dict[str, Any], op: dict[str, Any]) -> list[dict[str, list]]:
+    """An operation's own `security`, else the document's (OpenAPI's override rule)."""
+    return op["security"] if "security" in op else spec.get("security", [])
+
+
+def response_ref(op: dict[str, Any], status: str) -> str | None:
+    return op["responses"].get(status, {}).get("$ref")
+
+
+def test_every_app_route_has_an_access_rule(app_routes, route_access):
+    """A route registered around `user_route`/`callback_route` would skip authentication."""
+    in_app = {(path, method) for path, methods in app_routes.items() for method in methods}
+    assert in_app == set(route_access), sorted(in_app ^ set(route_access))
+
+
+def test_security_schemes(spec):
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["bearerAuth"]["type"], schemes["bearerAuth"]["scheme"]) == ("http", "bearer")
+    assert schemes["bearerAuth"]["bearerFormat"] == "JWT"
+    assert (schemes["runToken"]["type"], schemes["runToken"]["scheme"]) == ("http", "bearer")
+    assert spec["security"] == [{"bearerAuth": []}], "user routes are authenticated: the global requirement"
+
+
+def test_user_routes_declare_bearer_auth_and_its_errors(spec, route_access):
+    """Each user route: the JWT requirement, 401 (with WWW-Authenticate), 503 when the issuer's keys
+    cannot be fetched, 403 exactly where its rule can refuse a known caller, 404 where it names a record."""
+    from chalicelib.api.http import CALLBACK
+    from chalicelib.services.access import WRITE
+
+    problems = []
+    user_ops = 0
+    for (path, method), op in spec_operations(spec).items():
+        rule = route_access.get((path, method))
+        if rule is None or rule == CALLBACK:
+            continue  # unknown routes: test_spec_documents_exactly_the_app_routes; callbacks: below
+        user_ops += 1
+        where = f"{method} {path} ({rule.describe()})"
+        if effective_security(spec, op) != [{"bearerAuth": []}]:
+            problems.append(f"{where}: security is {effective_security(spec, op)}, not bearerAuth")
+        if response_ref(op, "401") != "#/components/responses/Unauthorized":
+            problems.append(f"{where}: does not document 401 Unauthorized")
+        if "503" not in op["responses"]:
+            problems.append(f"{where}: does not document 503 (the issuer's keys could not be fetched)")
+        # A write can meet a viewer; a named project can be one the caller may not read. A read of a
+        # record cannot answer 403: a record the caller may not read is a 404, like an unknown id.
+        can_forbid = rule.action == WRITE or rule.target.kind == "project"
+        if can_forbid and response_ref(op, "403") != "#/components/responses/Forbidden":
+            problems.append(f"{where}: does not document 403 Forbidden")
+        if not can_forbid and "403" in op["responses"]:
+            problems.append(f"{where}: documents a 403 its rule cannot give (a foreign record is a 404)")
+        if rule.target.kind != "project" and "404" not in op["responses"]:
+            problems.append(f"{where}: names a record but does not document 404")
+    assert user_ops == sum(rule != CALLBACK for rule in route_access.values()), "user routes missing from the spec"
+    assert not problems, "\n".join(problems)
+
+
+def test_callback_routes_use_the_run_token(spec, route_access):
+    """The trainer's callbacks override the global JWT requirement with the run's token (or none)."""
+    from chalicelib.api.http import CALLBACK
+
     ops = spec_operations(spec)
-    for (path, method), op in ops.items():
-        entry = app_routes.get(path, {}).get(method)
-        if entry is not None and entry.authorizer is not None:
-            assert op.get("security"), f"{method} {path} has an authorizer in the app but no security in the spec"
-    callbacks = {key for key in ops if "/training/" in key[0]}
-    assert callbacks, "the worker callbacks are not documented"
-    for key in callbacks:
-        assert ops[key].get("security") == [{"runToken": []}], key
-        assert "401" in ops[key]["responses"], key
-    scheme = spec["components"]["securitySchemes"]["runToken"]
-    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    callbacks = {key for key, rule in route_access.items() if rule == CALLBACK}
+    assert len(callbacks) >= 4, "the trainer callbacks were not found in the app"
+    problems = []
+    for path, method in sorted(callbacks):
+        op = ops.get((path, method))
+        if op is None:
+            continue  # reported by test_spec_documents_exactly_the_app_routes
+        if "/training/" not in path:
+            problems.append(f"{method} {path}: a token-authenticated route outside /training/")
+        if op.get("security") not in ([], [{"runToken": []}]):
+            problems.append(f"{method} {path}: must override security with [] or [runToken], has {op.get('security')}")
+        if op.get("security") and response_ref(op, "401") != "#/components/responses/RunTokenUnauthorized":
+            problems.append(f"{method} {path}: does not document 401 RunTokenUnauthorized")
+        if "403" in op["responses"]:
+            problems.append(f"{method} {path}: callbacks have no roles, so no 403")
+    assert not problems, "\n".join(problems)
+
+
+def test_unauthorized_responses_document_www_authenticate(spec):
+    from chalicelib.api.http import error_response
+    from chalicelib.errors import Unauthorized
+
+    sent = error_response(Unauthorized("x", field="Authorization")).headers["WWW-Authenticate"]
+    for name in ("Unauthorized", "RunTokenUnauthorized"):
+        header = resolve(spec, spec["components"]["responses"][name]["headers"]["WWW-Authenticate"])
+        assert header["schema"]["const"] == sent, name
+
+
+def test_websocket_limits_match_the_code(spec):
+    from chalicelib.services import notifications
+
+    ws = spec["x-websocket"]
+    assert ws["max_subscriptions_per_connection"] == notifications.MAX_SUBSCRIPTIONS
+    assert f"at most {notifications.MAX_SUBSCRIPTIONS} subscriptions" in spec["info"]["description"]
 
 
 def test_operations_document_the_errors_the_edge_gives(spec):
@@ -188,7 +283,8 @@ def schema_properties(spec, name: str) -> set[str]:
 
 
 def test_request_schemas_match_the_services(spec):
-    from chalicelib.services import ml_models, ontologies, recommend, storage_configs
+    from chalicelib.adapters.sts import RunCredentials
+    from chalicelib.services import ml_models, ontologies, recommend, storage_configs, training
     from chalicelib.services import validation as v
 
     schemas = spec["components"]["schemas"]
@@ -199,6 +295,11 @@ def test_request_schemas_match_the_services(spec):
     assert schema_properties(spec, "RecommendRequest") == set(recommend.FIELDS)
     assert schema_properties(spec, "TrainingConfig") == set(v.TRAINING_CONFIG_KEYS)
     assert schemas["RecommendRequest"]["properties"]["storage_ids"]["maxItems"] == recommend.MAX_STORAGE_IDS
+    assert schemas["TrainRequest"]["properties"]["storage_ids"]["maxItems"] == training.MAX_STORAGE_IDS
+    assert schemas["ProjectId"]["pattern"] == v.PROJECT_ID.pattern
+    for name in ("CreateMlModelRequest", "CreateOntologyRequest", "CreateStorageConfigRequest", "RecommendRequest"):
+        assert schemas[name]["properties"]["project_id"]["$ref"] == "#/components/schemas/ProjectId", name
+    assert schema_properties(spec, "RunCredentials") == {f.name for f in dataclasses.fields(RunCredentials)}
     for name, schema in schemas.items():
         if name.endswith("Request") or name == "TrainingConfig":
             assert schema.get("additionalProperties") is False, f"{name}: the service refuses unknown fields"
@@ -247,6 +348,34 @@ def test_training_config_schema_agrees_with_the_validator(spec, config, valid):
     except InvalidInput:
         service_ok = False
     assert schema_ok == service_ok == valid, f"schema accepts: {schema_ok}, service accepts: {service_ok}"
+
+
+@pytest.mark.parametrize(
+    ("project_id", "valid"),
+    [("proj-123", True), ("P", True), ("a.b_c-9", True), ("x" * 100, True), ("x" * 101, False),
+     ("-proj", False), (".hidden", False), ("a/b", False), ("proj:1", False), ("", False), ("proj 1", False)],
+)
+def test_project_id_schema_agrees_with_the_validator(spec, project_id, valid):
+    from chalicelib.errors import InvalidInput
+    from chalicelib.services import validation as v
+
+    schema_ok = validator_for(spec, {"$ref": "#/components/schemas/ProjectId"}).is_valid(project_id)
+    try:
+        v.project_id({"project_id": project_id})
+        service_ok = True
+    except InvalidInput:
+        service_ok = False
+    assert schema_ok == service_ok == valid, f"schema accepts: {schema_ok}, service accepts: {service_ok}"
+
+
+def test_project_id_with_a_trailing_newline_is_refused():
+    """Python's `$` matches before a final newline (the jsonschema library's pattern check has the same
+    blind spot, so this is checked on the service alone)."""
+    from chalicelib.errors import InvalidInput
+    from chalicelib.services import validation as v
+
+    with pytest.raises(InvalidInput):
+        v.project_id({"project_id": "proj-1\n"})
 
 
 def iter_examples(spec):
