@@ -1,10 +1,15 @@
-"""Settings of one trainer process: the only module that reads `os.environ`."""
+"""Settings of one trainer process: the only module that reads `os.environ`.
+
+The variable names are the contract's (`trainer.contract`); secrets never appear in a repr.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from trainer import contract as c
 from trainer.errors import TrainingFailed
 
 
@@ -13,7 +18,7 @@ class Settings:
     model_id: str
     run_id: str
     callback_url: str
-    callback_token: str
+    callback_token: str = field(repr=False)
     artifact_bucket: str
     artifact_prefix: str = "models"
     spec_json: str | None = None
@@ -25,42 +30,39 @@ class Settings:
     progress_interval: float = 2.0
     max_data_bytes: int = 2 * 1024**3
     torch_threads: int = 0  # 0: min(4, os.cpu_count())
+    region: str | None = None
+    # Per-run STS credentials, set together with their expiry; without them boto3's
+    # default chain applies (IRSA on EKS, the environment locally).
+    aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
+    credentials_expiration: datetime | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        missing = [
-            name
-            for name in (
-                "TRAINER_MODEL_ID",
-                "TRAINER_RUN_ID",
-                "TRAINER_CALLBACK_URL",
-                "TRAINER_CALLBACK_TOKEN",
-                "TRAINER_ARTIFACT_BUCKET",
-            )
-            if not env.get(name)
-        ]
+        missing = [name for name in sorted(c.REQUIRED) if not env.get(name)]
         if missing:
             raise TrainingFailed(f"missing environment variable(s): {', '.join(missing)}")
-        spec_json, spec_uri = env.get("TRAINER_SPEC") or None, env.get("TRAINER_SPEC_URI") or None
+        spec_json, spec_uri = env.get(c.SPEC) or None, env.get(c.SPEC_URI) or None
         if (spec_json is None) == (spec_uri is None):
-            raise TrainingFailed("set exactly one of TRAINER_SPEC (inline JSON) and TRAINER_SPEC_URI (s3://...)")
+            raise TrainingFailed(f"set exactly one of {c.SPEC} (inline JSON) and {c.SPEC_URI} (s3://...)")
         return cls(
-            model_id=env["TRAINER_MODEL_ID"],
-            run_id=env["TRAINER_RUN_ID"],
-            callback_url=env["TRAINER_CALLBACK_URL"].rstrip("/"),
-            callback_token=env["TRAINER_CALLBACK_TOKEN"],
-            artifact_bucket=env["TRAINER_ARTIFACT_BUCKET"],
-            artifact_prefix=(env.get("TRAINER_ARTIFACT_PREFIX") or "models").strip("/"),
+            model_id=env[c.MODEL_ID],
+            run_id=env[c.RUN_ID],
+            callback_url=env[c.CALLBACK_URL].rstrip("/"),
+            callback_token=env[c.CALLBACK_TOKEN],
+            artifact_bucket=env[c.ARTIFACT_BUCKET],
+            artifact_prefix=(env.get(c.ARTIFACT_PREFIX) or "models").strip("/"),
             spec_json=spec_json,
             spec_uri=spec_uri,
-            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-            callback_retries=_number(env, "TRAINER_CALLBACK_RETRIES", 6, int, minimum=1),
-            callback_backoff=_number(env, "TRAINER_CALLBACK_BACKOFF", 1.0, float, minimum=0),
-            callback_timeout=_number(env, "TRAINER_CALLBACK_TIMEOUT", 10.0, float, minimum=0.1),
-            progress_interval=_number(env, "TRAINER_PROGRESS_INTERVAL", 2.0, float, minimum=0),
-            max_data_bytes=_number(env, "TRAINER_MAX_DATA_BYTES", 2 * 1024**3, int, minimum=1),
-            torch_threads=_number(env, "TRAINER_TORCH_THREADS", 0, int, minimum=0),
+            endpoint_url=env.get(c.AWS_ENDPOINT_URL_S3) or env.get(c.AWS_ENDPOINT_URL) or None,
+            callback_retries=_number(env, c.CALLBACK_RETRIES, 6, int, minimum=1),
+            callback_backoff=_number(env, c.CALLBACK_BACKOFF, 1.0, float, minimum=0),
+            callback_timeout=_number(env, c.CALLBACK_TIMEOUT, 10.0, float, minimum=0.1),
+            progress_interval=_number(env, c.PROGRESS_INTERVAL, 2.0, float, minimum=0),
+            max_data_bytes=_number(env, c.MAX_DATA_BYTES, 2 * 1024**3, int, minimum=1),
+            torch_threads=_number(env, c.TORCH_THREADS, 0, int, minimum=0),
+            region=env.get(c.AWS_REGION) or env.get(c.AWS_DEFAULT_REGION) or None,
+            **_run_credentials(env),
         )
 
     @property
@@ -71,7 +73,28 @@ class Settings:
 def partial_identity(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """model_id / run_id as far as they are set, for logging before Settings exist."""
     env = os.environ if environ is None else environ
-    return {"model_id": env.get("TRAINER_MODEL_ID", ""), "run_id": env.get("TRAINER_RUN_ID", "")}
+    return {"model_id": env.get(c.MODEL_ID, ""), "run_id": env.get(c.RUN_ID, "")}
+
+
+def _run_credentials(env: Mapping[str, str]) -> dict:
+    """Per-run credentials when TRAINER_CREDENTIALS_EXPIRATION says they expire, else none."""
+    raw = env.get(c.CREDENTIALS_EXPIRATION)
+    if not raw:
+        return {}
+    missing = [name for name in c.AWS_CREDENTIALS if not env.get(name)]
+    if missing:
+        raise TrainingFailed(f"{c.CREDENTIALS_EXPIRATION} is set but {', '.join(missing)} is not")
+    return {"aws_credentials": tuple(env[name] for name in c.AWS_CREDENTIALS),
+            "credentials_expiration": parse_expiration(raw, c.CREDENTIALS_EXPIRATION)}
+
+
+def parse_expiration(raw: str, name: str) -> datetime:
+    """An ISO-8601 instant as an aware UTC datetime ("Z" accepted; a naive value is UTC)."""
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise TrainingFailed(f"{name}={raw!r} is not an ISO-8601 date and time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _number(env: Mapping[str, str], name: str, default, kind, minimum):

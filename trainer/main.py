@@ -63,11 +63,12 @@ def main() -> int:
 def run(settings: Settings, on_epoch) -> tuple[str, object]:
     """Everything between the environment and the final report; returns (artifact URI, TrainingResult)."""
     from trainer.artifacts import ArtifactLocation, build_manifest, ensure_version_is_free, upload
+    from trainer.credentials import aws_session
     from trainer.ontology import choose_target, parse_columns
     from trainer.spec import parse_spec
     from trainer.storage import load_training_data, read_spec, s3_client
 
-    s3 = s3_client(settings.endpoint_url)
+    s3 = s3_client(settings.endpoint_url, aws_session(settings))
     spec = parse_spec(settings.spec_json if settings.spec_json is not None else read_spec(s3, settings.spec_uri))
     for field, expected in (("model_id", settings.model_id), ("run_id", settings.run_id)):
         if getattr(spec, field) and getattr(spec, field) != expected:

@@ -29,13 +29,17 @@ EXTENSIONS = {
 }
 
 
-def s3_client(endpoint_url: str | None = None):
+def s3_client(endpoint_url: str | None = None, session=None):
+    """The S3 client; every S3 call of a run goes through one made here.
+
+    `session` is the run's boto3 session (`trainer.credentials.aws_session`: refreshing
+    per-run credentials); None means boto3's default session and credential chain.
+    """
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
-        "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 5, "mode": "standard"})
-    )
+    config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    return (session or boto3).client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -167,13 +171,13 @@ def put_file(client, bucket: str, key: str, body: bytes, *, if_absent: bool = Fa
 
 
 def exists(client, bucket: str, key: str) -> bool:
+    """Whether the object exists, by listing its exact key: a run's credentials may list only its own
+    artifact prefix, and without s3:ListBucket on the bucket a HEAD of a missing key answers 403."""
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
     except Exception as exc:
-        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return False
         raise TrainingFailed(f"cannot check s3://{bucket}/{key}: {_describe(exc)}") from None
-    return True
+    return any(item.get("Key") == key for item in listed.get("Contents", []))
 
 
 def get_bytes(client, bucket: str, key: str) -> bytes:

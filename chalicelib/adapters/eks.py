@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import trainer_contract as contract
 from chalicelib.adapters.launcher import TrainingJob, job_name
 from chalicelib.errors import DomainError, UpstreamFailed, UpstreamUnavailable
 
@@ -33,7 +34,7 @@ APP_NAME = "ml-trainer"
 MODEL_ID_LABEL = "ml-models/model-id"
 RUN_ID_LABEL = "ml-models/run-id"
 CALLBACK_TOKEN_KEY = "callback-token"
-CALLBACK_TOKEN_ENV = "TRAINER_CALLBACK_TOKEN"
+CALLBACK_TOKEN_ENV = contract.CALLBACK_TOKEN
 TRAINER_CONTAINER = "trainer"
 TRAINER_UID = 10001
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -126,7 +127,7 @@ def label_value(value: str) -> str:
 
 
 def secret_name(run_id: str) -> str:
-    """The run's token Secret (Secret names may be up to 253 characters)."""
+    """The run's Secret: its token and credentials (Secret names may be up to 253 characters)."""
     return f"{job_name(run_id)}-token"
 
 
@@ -143,19 +144,21 @@ def _annotations(job: TrainingJob) -> dict[str, str]:
     return {RUN_ID_LABEL: job.run_id, MODEL_ID_LABEL: job.model_id, "ml-models/project-id": job.project_id}
 
 
+def secret_key(name: str) -> str:
+    """The key in the run's Secret under which the variable `name` is kept."""
+    return CALLBACK_TOKEN_KEY if name == CALLBACK_TOKEN_ENV else name.lower().replace("_", "-")
+
+
 def _container_env(job: TrainingJob) -> list[dict[str, Any]]:
-    # The token only ever travels through the Secret: a plain copy in `environment`
-    # would be written into the Job spec, so it is dropped. HOME points at the
+    # Secret variables (the token, the run's AWS credentials) only ever travel through
+    # the Secret: a plain copy would be written into the Job spec. HOME points at the
     # writable /tmp because libraries cache under ~ and the root filesystem is read-only.
-    environment = {"HOME": "/tmp", **job.environment}
-    environment.pop(CALLBACK_TOKEN_ENV, None)
+    environment = {"HOME": "/tmp", **job.plain_environment()}
     env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
-    env.append(
-        {
-            "name": CALLBACK_TOKEN_ENV,
-            "valueFrom": {"secretKeyRef": {"name": secret_name(job.run_id), "key": CALLBACK_TOKEN_KEY}},
-        }
-    )
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(job.run_id), "key": secret_key(name)}}}
+        for name in sorted(job.secret_environment())
+    ]
     return env
 
 
@@ -223,8 +226,16 @@ def build_job_manifest(job: TrainingJob, config: EksLauncherConfig) -> dict[str,
     }
 
 
+def _secret_data(job: TrainingJob) -> dict[str, str]:
+    secrets = job.secret_environment()
+    token = secrets.pop(CALLBACK_TOKEN_ENV)
+    # The token first, then the rest by name.
+    return {CALLBACK_TOKEN_KEY: token, **{secret_key(name): value for name, value in sorted(secrets.items())}}
+
+
 def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: str) -> dict[str, Any]:
-    """The Secret holding the run's callback token, owned by the Job with uid `job_uid`."""
+    """The Secret holding the run's secret variables (callback token, AWS credentials), owned by
+    the Job with uid `job_uid`."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -245,7 +256,7 @@ def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: 
                 }
             ],
         },
-        "stringData": {CALLBACK_TOKEN_KEY: job.callback_token},
+        "stringData": _secret_data(job),
     }
 
 
@@ -488,7 +499,7 @@ class _KubeSession:
         self._config = config
         self._namespace = config.namespace
         self._timeout = (config.connect_timeout_seconds, config.read_timeout_seconds)
-        self._secrets = [s for s in (job.callback_token, access.token) if s]
+        self._secrets = [s for s in (*job.secret_environment().values(), access.token) if s]
         self._log_fields = {"model_id": job.model_id, "run_id": job.run_id}
 
     def ensure(self, kind: str, manifest: dict[str, Any]) -> tuple[str, bool]:

@@ -6,8 +6,11 @@ Both hand the trainer the same environment contract (trainer/README.md).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from chalicelib import trainer_contract as contract
 
 
 @dataclass(frozen=True)
@@ -18,11 +21,27 @@ class TrainingJob:
     model_type: str
     # The run's bearer token for the callbacks; launchers hand it over as a secret
     # (a Kubernetes Secret on EKS), never as a plain value in a manifest.
-    callback_token: str
-    # The trainer's environment contract except the token: TRAINER_MODEL_ID,
-    # TRAINER_RUN_ID, TRAINER_CALLBACK_URL, TRAINER_SPEC or TRAINER_SPEC_URI,
-    # TRAINER_ARTIFACT_BUCKET, TRAINER_ARTIFACT_PREFIX, and AWS_* where needed.
+    callback_token: str = field(repr=False)
+    # The trainer's plain variables (`trainer_contract.trainer_environment`); only
+    # names of the contract are accepted.
     environment: dict[str, str] = field(default_factory=dict)
+    # Further secret variables, handed over like the token: the run's AWS credentials
+    # and their expiry (`RunCredentials.environment()`, `trainer_contract.credential_secrets`).
+    # Only the contract's secret names and TRAINER_CREDENTIALS_EXPIRATION.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        contract.check_names(self.environment, self.secrets)
+
+    def plain_environment(self) -> dict[str, str]:
+        """The variables that may be written in plain text (a Job manifest)."""
+        return contract.split_secrets(self.environment, self.secrets)[0]
+
+    def secret_environment(self) -> dict[str, str]:
+        """The token and every other secret variable (one found in `environment` included)."""
+        secret = contract.split_secrets(self.environment, self.secrets)[1]
+        secret[contract.CALLBACK_TOKEN] = self.callback_token
+        return secret
 
 
 class JobLauncher(Protocol):

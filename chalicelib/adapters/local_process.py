@@ -1,10 +1,11 @@
 """The local launcher: runs the trainer (`python -m trainer`) as a subprocess, for `make run`.
 
-It hands the trainer the same environment contract as the Kubernetes Job, and
-runs at most `max_concurrent` trainers at once (the rest wait their turn). If a
-trainer process dies without reporting (killed, crashed before it could call
-back), the launcher reports the failure through the same fail callback, with the
-run's token, so the model never stays in `training`.
+It hands the trainer the same environment contract as the Kubernetes Job, and only
+that (`trainer_contract.process_environment`: none of the API's own credentials,
+table names or keys reach the trainer). It runs at most `max_concurrent` trainers at
+once (the rest wait their turn). If a trainer process dies without reporting (killed,
+crashed before it could call back), the launcher reports the failure through the same
+fail callback, with the run's token, so the model never stays in `training`.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
+from chalicelib import trainer_contract as contract
 from chalicelib.adapters.launcher import TrainingJob, job_name
 
 log = logging.getLogger("ml_models.local_launcher")
@@ -26,10 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class LocalProcessLauncher:
     def __init__(self, max_concurrent: int = 2, python: str = sys.executable, log_dir: str | None = None,
-                 workdir: Path = ROOT) -> None:
+                 workdir: Path = ROOT, base_environment: Mapping[str, str] | None = None) -> None:
         self.slots = threading.BoundedSemaphore(max_concurrent)
         self.python = python
         self.workdir = workdir
+        # Where PATH, HOME, locale and the tuning knobs come from (default: this process).
+        self.base_environment = os.environ if base_environment is None else base_environment
         self.log_dir = Path(log_dir or os.path.join(os.environ.get("TMPDIR", "/tmp"), "ml-models-runs"))
         self.started: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -47,7 +52,8 @@ class LocalProcessLauncher:
     def _run(self, job: TrainingJob, name: str) -> None:
         with self.slots:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, **job.environment, "TRAINER_CALLBACK_TOKEN": job.callback_token}
+            env = contract.process_environment(job.plain_environment(), job.secret_environment(),
+                                               self.base_environment)
             log_path = self.log_dir / f"{name}.log"
             with open(log_path, "wb") as out:
                 try:
@@ -65,7 +71,7 @@ class LocalProcessLauncher:
 
     def _report_failure(self, job: TrainingJob, reason: str) -> None:
         """Tell the API the run failed; a 409 means the trainer had already reported."""
-        base = job.environment.get("TRAINER_CALLBACK_URL", "").rstrip("/")
+        base = job.environment.get(contract.CALLBACK_URL, "").rstrip("/")
         request = urllib.request.Request(
             f"{base}/api/ml-models/{job.model_id}/training/fail",
             data=json.dumps({"reason": reason}).encode(),

@@ -18,7 +18,6 @@ import kubernetes_validate
 import pytest
 from botocore.config import Config
 from fakes.kube_api import FakeKubeApi
-from moto import mock_aws
 
 from chalicelib.adapters.eks import (
     ClusterAccess,
@@ -172,6 +171,63 @@ def test_a_plain_token_in_the_environment_never_reaches_the_job(kube, launcher):
     env = only(kube.objects("jobs", NS))["spec"]["template"]["spec"]["containers"][0]["env"]
     assert [e for e in env if e["name"] == "TRAINER_CALLBACK_TOKEN"][0].get("value") is None
     assert CALLBACK_TOKEN not in json.dumps(env)
+
+
+RUN_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIARUNKEY0001", "AWS_SECRET_ACCESS_KEY": "run-secret-key-9f3a",
+                   "AWS_SESSION_TOKEN": "run-session-token-77c1"}
+
+
+def test_the_runs_aws_credentials_live_in_its_secret_and_never_in_the_job(kube, launcher):
+    job = make_job(secrets=RUN_CREDENTIALS,
+                   environment={**make_job().environment, "TRAINER_CREDENTIALS_EXPIRATION": "2030-01-01T00:00:00Z"})
+
+    launcher.submit(job)
+
+    manifest = only(kube.objects("jobs", NS))
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for value in (*RUN_CREDENTIALS.values(), CALLBACK_TOKEN):
+        assert value not in json.dumps(manifest)
+    secret = only(kube.objects("secrets", NS))
+    stored = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    for name, value in {**RUN_CREDENTIALS, "TRAINER_CALLBACK_TOKEN": CALLBACK_TOKEN}.items():
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert "value" not in env[name] and ref["name"] == secret["metadata"]["name"]
+        assert stored[ref["key"]] == value
+    assert len(stored) == 4
+    # Not a secret: the trainer needs it in plain sight to know when to refresh.
+    assert env["TRAINER_CREDENTIALS_EXPIRATION"] == {"name": "TRAINER_CREDENTIALS_EXPIRATION",
+                                                     "value": "2030-01-01T00:00:00Z"}
+
+
+def test_an_expiry_handed_over_with_the_credentials_reaches_the_trainer_once(kube, launcher):
+    job = make_job(secrets={**RUN_CREDENTIALS, "TRAINER_CREDENTIALS_EXPIRATION": "2030-01-01T00:00:00Z"})
+
+    launcher.submit(job)
+
+    env = only(kube.objects("jobs", NS))["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["name"] for e in env].count("TRAINER_CREDENTIALS_EXPIRATION") == 1
+    stored = only(kube.objects("secrets", NS))["data"]
+    assert base64.b64decode(stored["trainer-credentials-expiration"]).decode() == "2030-01-01T00:00:00Z"
+
+
+def test_secret_values_put_in_the_plain_environment_still_go_to_the_secret(kube, launcher):
+    job = make_job(environment={**make_job().environment, **RUN_CREDENTIALS})
+
+    launcher.submit(job)
+
+    manifest = only(kube.objects("jobs", NS))
+    assert not any(value in json.dumps(manifest) for value in RUN_CREDENTIALS.values())
+    stored = only(kube.objects("secrets", NS))["data"]
+    assert base64.b64decode(stored["aws-secret-access-key"]).decode() == RUN_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+
+
+def test_an_api_error_message_never_echoes_a_run_credential(kube, launcher):
+    kube.fail_next(422, message=f"invalid: {RUN_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}")
+
+    with pytest.raises(UpstreamFailed) as raised:
+        launcher.submit(make_job(secrets=RUN_CREDENTIALS))
+
+    assert RUN_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in raised.value.message
 
 
 @pytest.mark.parametrize(
@@ -394,7 +450,7 @@ def test_a_job_left_behind_when_cleanup_fails_does_not_hide_the_first_error(kube
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_manifests_pass_strict_schema_validation(model_type, gpu, version):
     config = make_config(gpu_for_neural_network=gpu)
-    job = make_job(model_type=model_type)
+    job = make_job(model_type=model_type, secrets=RUN_CREDENTIALS)
 
     kubernetes_validate.validate(build_job_manifest(job, config), version, strict=True)
     kubernetes_validate.validate(build_secret_manifest(job, config, "6f1c2d3e-0000-4000-8000-000000000001"),
@@ -505,13 +561,17 @@ def test_the_launcher_defaults_build_the_access_from_describe_cluster_and_sts(ku
 
 
 @pytest.fixture
-def moto_eks():
-    with mock_aws():
-        client = boto3.client("eks", region_name="us-east-1")
+def moto_eks(moto_server):
+    # The shared moto server, not `mock_aws`: leaving `mock_aws` resets the in-process
+    # backends that server uses too, which emptied the buckets of later trainer tests.
+    client = boto3.client("eks", region_name="us-east-1", endpoint_url=moto_server)
+    try:
         client.create_cluster(
             name="ml-cluster", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={}
         )
-        yield client
+    except client.exceptions.ResourceInUseException:
+        pass  # made by an earlier test of this session
+    return client
 
 
 def test_cluster_access_reads_endpoint_and_ca_from_describe_cluster(moto_eks):

@@ -3,14 +3,17 @@ fail report when a trainer process dies without reporting."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from chalicelib import trainer_contract
 from chalicelib.adapters.launcher import TrainingJob
 from chalicelib.adapters.local_process import LocalProcessLauncher
+from chalicelib.trainer_contract import credential_secrets, trainer_environment
 
 
 @pytest.fixture
@@ -73,6 +76,53 @@ def test_the_trainer_gets_the_environment_contract_and_the_token(tmp_path, recei
     env = json.loads(out.read_text())
     assert env["TRAINER_CALLBACK_TOKEN"] == "secret-token" and env["TRAINER_RUN_ID"] == "run-1"
     assert env["TRAINER_CALLBACK_URL"] == base
+
+
+def test_the_trainer_gets_only_the_contract_not_the_apis_environment(tmp_path, receiver, monkeypatch):
+    base, _ = receiver
+    # What the API process holds and a trainer must never see.
+    monkeypatch.setenv("AUTH_SIGNING_KEY_FOR_TEST", "-----BEGIN PRIVATE KEY----- api only")
+    monkeypatch.setenv("MODELS_TABLE", "ml-models-local")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "api-own-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "api-own-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "api-own-session")
+    monkeypatch.setenv("TRAINER_PROGRESS_INTERVAL", "0")  # an operator knob: inherited
+    out = tmp_path / "env.json"
+    workdir = fake_trainer(tmp_path, "import json, os\n"
+                           f"json.dump(dict(os.environ), open({str(out)!r}, 'w'))\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    run = TrainingJob(
+        run_id="run-1", model_id="model-1", project_id="p", model_type="regression", callback_token="secret-token",
+        environment=trainer_environment(
+            model_id="model-1", run_id="run-1", callback_url=base, spec_uri="s3://artifacts/runs/spec.json",
+            artifact_bucket="artifacts", artifact_prefix="models", region="eu-west-1",
+            endpoint_url="http://127.0.0.1:5000", credentials_expiration="2030-01-01T00:00:00Z"),
+        secrets=credential_secrets(access_key_id="ASIARUN", secret_access_key="run-secret", session_token="run-st"),
+    )
+
+    launcher.submit(run)
+    launcher.wait_all(30)
+
+    env = json.loads(out.read_text())
+    assert "AUTH_SIGNING_KEY_FOR_TEST" not in env and "MODELS_TABLE" not in env
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"]) == (
+        "ASIARUN", "run-secret", "run-st")  # the run's credentials, not the API's
+    assert env["TRAINER_CALLBACK_TOKEN"] == "secret-token"
+    assert env["TRAINER_CREDENTIALS_EXPIRATION"] == "2030-01-01T00:00:00Z"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000" and env["AWS_REGION"] == "eu-west-1"
+    assert env["TRAINER_PROGRESS_INTERVAL"] == "0" and env["PATH"] == os.environ["PATH"]
+    allowed = trainer_contract.NAMES | set(trainer_contract.PROCESS_BASICS)
+    # Python itself may add a few variables of its own (e.g. LC_CTYPE coercion on POSIX).
+    assert set(env) - allowed <= {"LC_CTYPE"}, sorted(set(env) - allowed)
+
+
+def test_a_name_outside_the_contract_is_refused_when_the_job_is_made():
+    with pytest.raises(ValueError, match="MODELS_TABLE"):
+        TrainingJob(run_id="r", model_id="m", project_id="p", model_type="regression", callback_token="t",
+                    environment={"MODELS_TABLE": "x"})
+    with pytest.raises(ValueError, match="TRAINER_RUN_ID"):
+        TrainingJob(run_id="r", model_id="m", project_id="p", model_type="regression", callback_token="t",
+                    secrets={"TRAINER_RUN_ID": "r"})
 
 
 def test_submit_is_idempotent_and_concurrency_is_bounded(tmp_path, receiver):
