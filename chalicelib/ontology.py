@@ -9,27 +9,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chalicelib.errors import InvalidInput
+from chalicelib.naming import XSD, XSD_KINDS, declared_range, kind_of_range, local_name
 
-XSD = "http://www.w3.org/2001/XMLSchema#"
-NUMERIC_XSD = {
-    "integer", "int", "long", "short", "byte", "nonNegativeInteger", "positiveInteger",
-    "negativeInteger", "nonPositiveInteger", "unsignedInt", "unsignedLong", "unsignedShort",
-    "unsignedByte", "decimal", "float", "double",
-}
-INTEGER_XSD = NUMERIC_XSD - {"decimal", "float", "double"}
+__all__ = ["INTEGER_XSD", "NUMERIC_XSD", "XSD", "DatatypeProperty", "OntologySummary", "local_name",
+           "parse_turtle", "summarize"]
 
-
-def local_name(uri: str) -> str:
-    """A URI's local name, percent-decoded: the column name the trainer gives a property.
-
-    The part after the last '#', else after the last '/'. It must stay the same as
-    trainer/ontology.py's local_name (a test holds them together).
-    """
-    from urllib.parse import unquote
-
-    text = str(uri)
-    tail = text.rsplit("#", 1)[1] if "#" in text else text.rstrip("/").rsplit("/", 1)[-1]
-    return unquote(tail)
+# The naming and typing rules are shared with the trainer (chalicelib/naming.py).
+NUMERIC_XSD = frozenset(name for name, kind in XSD_KINDS.items() if kind in ("integer", "number"))
+INTEGER_XSD = frozenset(name for name, kind in XSD_KINDS.items() if kind == "integer")
 
 
 @dataclass
@@ -38,17 +25,18 @@ class DatatypeProperty:
     uri: str
     range: str  # the xsd local name ("integer", "string", ...) or "" when none is declared
     domains: list[str] = field(default_factory=list)
+    # The trainer's column kind (integer, number, string, boolean, datetime), from the
+    # full range IRI; by default from `range` taken as an XSD local name.
+    column_kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.column_kind:
+            self.column_kind = kind_of_range(XSD + self.range if self.range else None)
 
     @property
     def kind(self) -> str:
         """numeric, boolean, datetime or string: how the data column is typed."""
-        if self.range in NUMERIC_XSD:
-            return "numeric"
-        if self.range == "boolean":
-            return "boolean"
-        if self.range in {"dateTime", "date", "dateTimeStamp", "time"}:
-            return "datetime"
-        return "string"
+        return "numeric" if self.column_kind in ("integer", "number") else self.column_kind
 
 
 @dataclass
@@ -62,6 +50,7 @@ class OntologySummary:
         data = asdict(self)
         for prop, raw in zip(self.datatype_properties, data["datatype_properties"], strict=True):
             raw["kind"] = prop.kind
+            del raw["column_kind"]  # the response keeps its documented shape (`kind`)
         return data
 
 
@@ -99,11 +88,10 @@ def summarize(content: str) -> OntologySummary:
     )
     datatype_properties = []
     for prop in sorted(set(graph.subjects(RDF.type, OWL.DatatypeProperty)), key=str):
-        rng = graph.value(prop, RDFS.range)
-        rng_name = local_name(rng) if rng is not None and str(rng).startswith(XSD) else (
-            local_name(rng) if rng is not None else "")
+        rng = declared_range(graph.objects(prop, RDFS.range))  # the range the trainer types the column by
         domains = sorted(local_name(d) for d in graph.objects(prop, RDFS.domain))
-        datatype_properties.append(DatatypeProperty(local_name(prop), str(prop), rng_name, domains))
+        datatype_properties.append(DatatypeProperty(local_name(prop), str(prop), local_name(rng) if rng else "",
+                                                    domains, column_kind=kind_of_range(rng)))
     object_properties = [
         {
             "name": local_name(prop),

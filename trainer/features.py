@@ -13,14 +13,17 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from trainer.errors import TrainingFailed
-from trainer.ontology import Column, is_identifier_name
+from trainer.naming import (  # the thresholds the API's recommender applies too
+    FREE_TEXT_MEAN_LENGTH,
+    HIGH_CARDINALITY_RATIO,
+    MAX_CLASSES_FOR_INTEGER_TARGET,
+    MAX_ONE_HOT_CATEGORIES,
+    MIN_ROWS_FOR_UNIQUENESS_RULE,
+    is_identifier_name,
+)
+from trainer.ontology import Column
 
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
-MAX_CLASSES_FOR_INTEGER_TARGET = 20
-MAX_ONE_HOT_CATEGORIES = 50
-FREE_TEXT_MEAN_LENGTH = 40
-HIGH_CARDINALITY_RATIO = 0.5
-MIN_ROWS_FOR_UNIQUENESS_RULE = 20
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 

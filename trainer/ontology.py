@@ -6,43 +6,16 @@ decides the column kind. rdflib is imported only where Turtle is parsed.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from trainer.errors import TrainingFailed
+from trainer.naming import KINDS, TARGET_NAMES, declared_range, is_identifier_name, kind_of_range, local_name
 
-KINDS = ("integer", "number", "string", "boolean", "datetime")
-
-_XSD_KINDS = {
-    **dict.fromkeys(
-        (
-            "integer", "int", "long", "short", "byte", "nonNegativeInteger", "positiveInteger",
-            "nonPositiveInteger", "negativeInteger", "unsignedLong", "unsignedInt", "unsignedShort",
-            "unsignedByte",
-        ),
-        "integer",
-    ),
-    **dict.fromkeys(("decimal", "float", "double"), "number"),
-    **dict.fromkeys(("string", "normalizedString", "token", "language", "anyURI", "Name", "NCName"), "string"),
-    "boolean": "boolean",
-    **dict.fromkeys(("dateTime", "date", "dateTimeStamp"), "datetime"),
-}
-
-
-_KEY_SUFFIX = re.compile(r"[_\-\s](id|uuid|guid)$")
-_CAMEL_KEY_SUFFIX = re.compile(r"[a-z0-9](Id|ID|Uuid|UUID|Guid|GUID)$")
-
-
-def is_identifier_name(name: str) -> bool:
-    """id, uuid, customer_id, order-id, customerId...: names of keys, not of features ("paid", "valid" are not)."""
-    lower = name.lower()
-    return (
-        lower in ("id", "uuid", "guid", "key")
-        or lower.startswith(("uuid", "guid"))
-        or bool(_KEY_SUFFIX.search(lower))
-        or bool(_CAMEL_KEY_SUFFIX.search(name))
-    )
+# KINDS, is_identifier_name and local_name are re-exported: the rules themselves live in
+# trainer/naming.py (shared with the API's recommender).
+__all__ = ["KINDS", "Column", "choose_target", "is_identifier_name", "kind_of_dtype", "local_name",
+           "ontology_from_frame", "parse_columns"]
 
 
 @dataclass(frozen=True)
@@ -55,16 +28,10 @@ class Column:
     label: str = ""
 
 
-def local_name(iri: str) -> str:
-    text = str(iri)
-    tail = text.rsplit("#", 1)[1] if "#" in text else text.rstrip("/").rsplit("/", 1)[-1]
-    return unquote(tail)
-
-
 def parse_columns(ttl: str) -> list[Column]:
     """The ontology's datatype properties, in a stable (name) order."""
     import rdflib
-    from rdflib.namespace import OWL, RDF, RDFS, XSD
+    from rdflib.namespace import OWL, RDF, RDFS
 
     graph = rdflib.Graph()
     try:
@@ -74,12 +41,7 @@ def parse_columns(ttl: str) -> list[Column]:
     columns: dict[str, Column] = {}
     for prop in set(graph.subjects(RDF.type, OWL.DatatypeProperty)):
         name = local_name(prop)
-        ranges = [str(r) for r in graph.objects(prop, RDFS.range)]
-        kind = "string"
-        for rng in ranges:
-            if rng.startswith(str(XSD)):
-                kind = _XSD_KINDS.get(rng[len(str(XSD)):], "string")
-                break
+        kind = kind_of_range(declared_range(graph.objects(prop, RDFS.range)))
         label = next((str(lbl) for lbl in graph.objects(prop, RDFS.label)), "")
         if name in columns:
             raise TrainingFailed(f"ontology declares two datatype properties with local name {name!r}")
@@ -99,7 +61,7 @@ def choose_target(columns: list[Column], target_column: str | None) -> Column:
                 f"target column {target_column!r} is not a datatype property of the ontology (candidates: {candidates})"
             )
         return by_name[target_column]
-    for name in ("label", "target"):
+    for name in TARGET_NAMES:
         if name in by_name:
             return by_name[name]
     raise TrainingFailed(

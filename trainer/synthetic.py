@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trainer.ontology import Column, is_identifier_name
+from trainer.naming import is_identifier_name
+from trainer.ontology import Column
 
 CATEGORIES_PER_COLUMN = 5
 MISSING_FRACTION = 0.02

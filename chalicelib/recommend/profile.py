@@ -8,18 +8,23 @@ the rules that decide a task, free text and identifier columns mirror the traine
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.ontology import INTEGER_XSD, OntologySummary
+from chalicelib.naming import (  # the rules the trainer applies (trainer/naming.py)
+    FREE_TEXT_MEAN_LENGTH,
+    HIGH_CARDINALITY_RATIO,
+    MAX_CLASSES_FOR_INTEGER_TARGET,
+    MAX_ONE_HOT_CATEGORIES,
+    MIN_ROWS_FOR_UNIQUENESS_RULE,
+    TARGET_NAMES,
+    is_identifier_name,
+)
+from chalicelib.ontology import OntologySummary
 
-MAX_CLASSES_FOR_INTEGER_TARGET = 20
-FREE_TEXT_MEAN_LENGTH = 40
-HIGH_CARDINALITY = 50
-ID_NAME = re.compile(r"(^(id|uuid|guid)$)|([_\-\s](id|uuid|guid)$)|([a-z0-9]Id$)|(^(uuid|guid))", re.IGNORECASE)
-TARGET_NAMES = ("label", "target")
+# More distinct values than the trainer one-hot encodes (the rest share one bucket).
+HIGH_CARDINALITY = MAX_ONE_HOT_CATEGORIES
 
 
 @dataclass
@@ -34,9 +39,7 @@ class Column:
 
 
 def column_kind(prop: Any) -> str:
-    if prop.kind == "numeric":
-        return "integer" if prop.range in INTEGER_XSD else "number"
-    return prop.kind
+    return prop.column_kind
 
 
 def analyze_ontology(summary: OntologySummary, target: str | None) -> dict[str, Any]:
@@ -133,15 +136,15 @@ def column_stats(column: Column) -> dict[str, Any]:
 
 def exclusion_reason(column: Column, present: list[str], stats: dict[str, Any]) -> str | None:
     """Why the trainer would drop this column (identifier or free text), as trainer/features.py decides."""
-    if ID_NAME.search(column.name):
+    if is_identifier_name(column.name):
         return "identifier-like name"
     if column.kind != "string" or not present:
         return None
-    if len(present) >= 20 and stats["distinct"] == len(present):
+    if len(present) >= MIN_ROWS_FOR_UNIQUENESS_RULE and stats["distinct"] == len(present):
         return "identifier-like: a distinct value in every row"
     if stats.get("mean_length", 0) > FREE_TEXT_MEAN_LENGTH:
         return "free text"
-    if len(present) >= 20 and stats["distinct"] > 0.5 * len(present):
+    if len(present) >= MIN_ROWS_FOR_UNIQUENESS_RULE and stats["distinct"] > HIGH_CARDINALITY_RATIO * len(present):
         return "free text / high cardinality"
     return None
 
