@@ -69,17 +69,42 @@ def encode_token(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, expected_hash: tuple[str, str]) -> dict[str, Any]:
-    """Turn a `next_token` back into an exclusive start key, refusing forged or foreign tokens."""
+MAX_TOKEN_CHARS = 2048
+
+
+def decode_token(token: str, expected_hash: tuple[str, str], shape: dict[str, str]) -> dict[str, Any]:
+    """Turn a `next_token` back into an exclusive start key, refusing forged or foreign tokens.
+
+    `shape` is the start key's attributes and their DynamoDB types (table key and index keys):
+    anything else is refused here rather than sent to DynamoDB."""
+    not_ours = InvalidInput("next_token is not a token this API issued", field="next_token")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise not_ours
     try:
         padded = token + "=" * (-len(token) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("next_token is not a token this API issued", field="next_token") from None
+        raise not_ours from None
     name, value = expected_hash
-    if not isinstance(key, dict) or key.get(name, {}).get("S") != value:
+    if not isinstance(key, dict) or not isinstance(key.get(name), dict) or key[name].get("S") != value:
         raise InvalidInput(f"next_token does not belong to this {name}", field="next_token")
+    if set(key) != set(shape):
+        raise not_ours
+    for attribute, kind in shape.items():
+        typed = key[attribute]
+        if not isinstance(typed, dict) or set(typed) != {kind} or not isinstance(typed[kind], str):
+            raise not_ours
+        if kind == "N" and not _is_number(typed[kind]):
+            raise not_ours
     return key
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return len(text) <= 40
 
 
 class SchemaMismatch(TypeError):
@@ -154,6 +179,8 @@ class Repository(OptimisticModify, Generic[T, R]):
     @dynamo_call
     def replace(self, record: R) -> R:
         """Write `record` back if nobody changed it since it was read (its lock_version)."""
+        if record.lock_version is None:  # never read from the store: nothing to be unchanged since
+            raise StaleRecord(record.key)
         item = to_item(self.table, record)
         try:
             item.save()
@@ -175,7 +202,8 @@ class Repository(OptimisticModify, Generic[T, R]):
 
     @dynamo_call
     def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[R], str | None]:
-        start = decode_token(next_token, ("project_id", project_id)) if next_token else None
+        shape = {self.key_name: "S", "project_id": "S", "created_at": "S"}
+        start = decode_token(next_token, ("project_id", project_id), shape) if next_token else None
         results = self.table.project_index.query(
             project_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
         )
@@ -214,7 +242,8 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable, TrainingRun]):
     @dynamo_call
     def list_by_model(self, model_id: str, limit: int,
                       next_token: str | None) -> tuple[list[TrainingRun], str | None]:
-        start = decode_token(next_token, ("model_id", model_id)) if next_token else None
+        shape = {self.key_name: "S", "model_id": "S", "version": "N"}
+        start = decode_token(next_token, ("model_id", model_id), shape) if next_token else None
         results = self.table.model_index.query(
             model_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
         )

@@ -31,7 +31,10 @@ def _position(token: str, owner: str, value: str) -> tuple:
         raise InvalidInput("next_token is not a token this API issued", field="next_token") from None
     if not isinstance(data, dict) or data.get(owner) != value:
         raise InvalidInput(f"next_token does not belong to this {owner}", field="next_token")
-    return tuple(data["after"])
+    after = data.get("after")
+    if not isinstance(after, list) or len(after) != 2 or not all(isinstance(a, (str, int)) for a in after):
+        raise InvalidInput("next_token is not a token this API issued", field="next_token")
+    return tuple(after)
 
 
 class MemoryRepository(OptimisticModify, Generic[R]):
