@@ -7,7 +7,7 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test test-fast lint bench bench-recommend package clean
+.PHONY: run token test test-fast lint bench bench-recommend package clean
 
 # The venv is rebuilt when a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt trainer/requirements.txt
@@ -22,9 +22,16 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 
-## Start the whole local stack: moto server (embedded AWS), tables and bucket, API on :$(PORT).
+## Start the whole local stack: moto server (embedded AWS), tables and buckets, the token issuer,
+## API on :$(PORT). `AUTH=off make run` serves the local stage without authentication.
 run: $(STAMP)
-	PORT=$(PORT) $(PY) -m scripts.local_stack
+	PORT=$(PORT) AUTH=$(AUTH) $(PY) -m scripts.local_stack
+
+## One bearer token for the running local stack, on stdout:
+##   make token PROJECT=proj-123 [ROLE=viewer|editor|admin]   (ROLE=admin needs no PROJECT)
+## No venv dependency here: a rebuild would print onto stdout; `make run` has made it.
+token:
+	@PROJECT="$(PROJECT)" ROLE="$(ROLE)" $(PY) -m scripts.token
 
 ## All test tiers (unit, functional, integration, trainer) plus the linter.
 test: $(STAMP)

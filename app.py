@@ -3,7 +3,9 @@ from chalice import Chalice
 
 from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training, websocket
 from chalicelib.api.http import guard_request
-from chalicelib.config import MAX_BODY_BYTES
+from chalicelib.config import MAX_BODY_BYTES, check_lambda_environment
+
+check_lambda_environment()  # a deployed stage without a token issuer fails its cold start, loudly
 
 app = Chalice(app_name="ml-models")
 app.debug = False  # error bodies never carry tracebacks; they are logged instead

@@ -136,3 +136,11 @@ class Settings:
             "recommendations": self.recommendations_table,
             "ws_connections": self.ws_connections_table,
         }
+
+
+def check_lambda_environment(environ: Mapping[str, str] | None = None) -> None:
+    """In a Lambda container, refuse to start (an init error) with settings that cannot serve safely,
+    such as a deployed stage without a token issuer. Elsewhere (tests, tools) nothing is checked here."""
+    env = os.environ if environ is None else environ
+    if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        Settings.from_environ(env).check()

@@ -42,6 +42,7 @@ OUTPUT_ENV = {
     "RecommendationsTableName": "RECOMMENDATIONS_TABLE",
     "WebSocketConnectionsTableName": "WS_CONNECTIONS_TABLE",
     "ArtifactBucketName": "ARTIFACT_BUCKET",
+    "DataBucketName": "DATA_BUCKETS",
 }
 
 log = logging.getLogger("local_stack")
@@ -73,8 +74,12 @@ def embedded_aws(port: int, host: str = "127.0.0.1"):
 
 
 def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str = BUCKET,
-                       region: str = REGION) -> dict[str, str]:
-    """Deploy infra/cloudformation/data-stores.yaml (idempotently); return the app's env vars."""
+                       region: str = REGION, data_bucket: str | None = None) -> dict[str, str]:
+    """Deploy infra/cloudformation/data-stores.yaml (idempotently); return the app's env vars.
+
+    The local stage's data bucket is DATA_BUCKET; other stages get the template's default name."""
+    if data_bucket is None:
+        data_bucket = DATA_BUCKET if stage == STAGE else ""
     import boto3
 
     cfn = boto3.client("cloudformation", endpoint_url=endpoint_url, region_name=region)
@@ -87,25 +92,12 @@ def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str
             Parameters=[
                 {"ParameterKey": "Stage", "ParameterValue": stage},
                 {"ParameterKey": "ArtifactBucketName", "ParameterValue": bucket},
+                {"ParameterKey": "DataBucketName", "ParameterValue": data_bucket},
             ],
         )
         cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
-    env = {OUTPUT_ENV[o["OutputKey"]]: o["OutputValue"] for o in outputs if o["OutputKey"] in OUTPUT_ENV}
-    create_data_bucket(endpoint_url, region=region)
-    env["DATA_BUCKETS"] = DATA_BUCKET
-    return env
-
-
-def create_data_bucket(endpoint_url: str | None, name: str = DATA_BUCKET, region: str = REGION) -> None:
-    """The local stand-in for a team's data bucket (in AWS, data buckets belong to the teams)."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-    try:
-        s3.create_bucket(Bucket=name)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    return {OUTPUT_ENV[o["OutputKey"]]: o["OutputValue"] for o in outputs if o["OutputKey"] in OUTPUT_ENV}
 
 
 def auth_environment(auth: str, issuer=None) -> dict[str, str]:
@@ -246,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             if proc is not None:
                 stop(proc)
         if issuer is not None:
+            from scripts import local_issuer
+
+            local_issuer.clear_state()
             issuer.stop()
         if moto is not None:
             moto.stop()

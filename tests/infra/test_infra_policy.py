@@ -133,15 +133,17 @@ class Observation:
 class Driver:
     """Drives the app as its Lambda functions would be invoked, recording who made which call."""
 
-    def __init__(self, client, recorder: AwsCallRecorder) -> None:
+    def __init__(self, client, recorder: AwsCallRecorder, token: str) -> None:
         from app import app
 
         self.client = client
         self.recorder = recorder
+        self.token = token  # an admin's, from the test's own issuer
         self.ws_names = {route: config.name for route, config in app.websocket_handlers.items()}
 
     def http(self, method: str, path: str, body=None, headers=None, expect: int | None = None):
-        kwargs = {"headers": {"Content-Type": "application/json", **(headers or {})}}
+        kwargs = {"headers": {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}",
+                              **(headers or {})}}
         if body is not None:
             kwargs["body"] = json.dumps(body)
         with self.recorder.acting_as("APIHandler"):
@@ -158,6 +160,8 @@ class Driver:
                  "isBase64Encoded": False}
         if body is not None:
             event["body"] = json.dumps(body)
+        if route == "$connect":
+            event["queryStringParameters"] = {"token": self.token}
         with self.recorder.acting_as(WEBSOCKET_FUNCTIONS[route]):
             response = self.client.lambda_.invoke(self.ws_names[route], event).payload
         assert response.get("statusCode", 200) == 200, (route, response)
@@ -206,6 +210,11 @@ def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, 
     api.http("GET", f"/api/ml-models/{model['id']}/runs", expect=200)
     api.http("GET", f"/api/ml-models/{model['id']}/runs/{run}", expect=200)
     _callback(api, kube, model["id"], run, "progress", {"epoch": 1, "training_loss": 0.5}, expect=200)
+    _callback(api, kube, model["id"], run, "credentials", {}, expect=200)
+    # The trainer writes its manifest last; the complete callback is accepted once it names the run.
+    boto3.client("s3", endpoint_url=api.endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key=f"models/{model['id']}/v1/manifest.json",
+        Body=json.dumps({"run_id": run, "model_id": model["id"], "version": 1}).encode())
     _callback(api, kube, model["id"], run, "complete", {
         "model_artifact_path": f"s3://{bucket}/models/{model['id']}/v1/",
         "performance_metrics": {"r2": 0.9}, "training_metrics": {"epoch": 3}}, expect=200)
@@ -253,6 +262,7 @@ def observed(packages, own_moto_server, tmp_path_factory) -> Observation:
 
     from chalicelib import wiring
     from chalicelib.adapters.eks import EksJobLauncher, EksLauncherConfig
+    from scripts import local_issuer
     from scripts.local_stack import deploy_data_stores
 
     template = packages["dev"].template
@@ -271,7 +281,14 @@ def observed(packages, own_moto_server, tmp_path_factory) -> Observation:
     gateway = FakeWebSocketGateway()
     # Transport only: the app sends AWS requests to moto and WebSocket posts to the fake gateway;
     # everything else is what the dev template deploys.
-    app_env = {**deployed_env, "AWS_ENDPOINT_URL": own_moto_server, "WEBSOCKET_ENDPOINT_URL": gateway.url}
+    # The token issuer is the test's own (in AWS: the Cognito pool the stage names).
+    key_dir = tmp_path_factory.mktemp("issuer")
+    issuer = local_issuer.serve(0, key_dir)
+    app_env = {**deployed_env, "AWS_ENDPOINT_URL": own_moto_server, "WEBSOCKET_ENDPOINT_URL": gateway.url,
+               "AUTH_ISSUER": issuer.issuer, "AUTH_AUDIENCE": local_issuer.LOCAL_AUDIENCE,
+               "AUTH_JWKS_URL": issuer.jwks_url}
+    token = local_issuer.mint("observer", {}, admin=True, issuer=issuer.issuer, audience=local_issuer.LOCAL_AUDIENCE,
+                              key_dir=key_dir)
     recorder = AwsCallRecorder()
     with pytest.MonkeyPatch.context() as patch, FakeKubeApi() as kube:
         for key, value in app_env.items():
@@ -283,18 +300,22 @@ def observed(packages, own_moto_server, tmp_path_factory) -> Observation:
         patch.setattr(boto3, "DEFAULT_SESSION", None)
         wiring.reset()
         try:
-            settings = wiring.services().settings
+            from chalicelib.config import Settings
+
+            settings = Settings.from_environ()
             assert settings.launcher == "eks"
             # The real EKS launcher (DescribeCluster against moto), talking to the fake API server.
-            wiring.services().training.launcher = EksJobLauncher(
-                EksLauncherConfig.from_settings(settings), api_client_factory=_kube_client_for(kube))
+            wiring.install(wiring.build_services(settings, launcher=EksJobLauncher(
+                EksLauncherConfig.from_settings(settings), api_client_factory=_kube_client_for(kube))))
             with chalice_test_client(app_env, tmp_path_factory.mktemp("observed")) as client:
-                run_scenario(Driver(client, recorder), kube, gateway, deployed_env["ARTIFACT_BUCKET"],
-                             deployed_env["DATA_BUCKETS"])
+                driver = Driver(client, recorder, token)
+                driver.endpoint = own_moto_server
+                run_scenario(driver, kube, gateway, deployed_env["ARTIFACT_BUCKET"], deployed_env["DATA_BUCKETS"])
             kube_requests = list(kube.requests)
         finally:
             wiring.reset()
             gateway.stop()
+            issuer.stop()
     account = Account(region=REGION, account_id=ACCOUNT_ID, websocket_endpoint=deployed_env["WEBSOCKET_ENDPOINT_URL"])
     return Observation(recorder.calls, kube_requests, account, gateway.posted, deployed_env)
 
@@ -339,6 +360,8 @@ def requests_by_function(observation: Observation, packages, stage: str) -> dict
             resource = request.resource
             for old, new in renames:
                 resource = re.sub(rf"(?<=[/:]){re.escape(old)}(?=$|/)", new, resource)
+            if resource == observation.env["TRAINER_RUN_ROLE_ARN"]:  # the role the API assumes per run
+                resource = env["TRAINER_RUN_ROLE_ARN"]
             by_function.setdefault(call.function, set()).add(IamRequest(request.action, resource, request.context))
     return by_function
 

@@ -35,21 +35,29 @@ def stack(moto_server):
 @pytest.fixture
 def api(stack, moto_server, tmp_path, monkeypatch):
     from chalicelib import wiring
+    from scripts import local_issuer
 
     _, env = stack
-    app_env = {**env, "APP_STAGE": STAGE, "AWS_ENDPOINT_URL": moto_server, "TRAINING_LAUNCHER": "local"}
-    for key, value in app_env.items():
-        monkeypatch.setenv(key, value)
-    wiring.reset()
-    with chalice_test_client(app_env, tmp_path) as client:
-        yield client
-    wiring.reset()
+    # A deployed stage serves nothing without a token issuer: this one is the test's own.
+    with local_issuer.serve(0, tmp_path / "issuer") as issuer:
+        app_env = {**env, "APP_STAGE": STAGE, "AWS_ENDPOINT_URL": moto_server, "TRAINING_LAUNCHER": "local",
+                   "AUTH_ISSUER": issuer.issuer, "AUTH_AUDIENCE": local_issuer.LOCAL_AUDIENCE,
+                   "AUTH_JWKS_URL": issuer.jwks_url}
+        for key, value in app_env.items():
+            monkeypatch.setenv(key, value)
+        token = local_issuer.mint("smoke", {"proj-smoke": "editor"}, issuer=issuer.issuer,
+                                  audience=local_issuer.LOCAL_AUDIENCE, key_dir=tmp_path / "issuer")
+        wiring.reset()
+        with chalice_test_client(app_env, tmp_path) as client:
+            client.token = token
+            yield client
+        wiring.reset()
 
 
 def call(client, method: str, path: str, body: dict | None = None):
     import json
 
-    kwargs = {"headers": {"Content-Type": "application/json"}}
+    kwargs = {"headers": {"Content-Type": "application/json", "Authorization": f"Bearer {client.token}"}}
     if body is not None:
         kwargs["body"] = json.dumps(body)
     reply = getattr(client.http, method)(path, **kwargs)

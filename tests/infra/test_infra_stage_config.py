@@ -77,14 +77,21 @@ def test_table_and_bucket_names_are_the_data_stores_outputs(stage):
     """data-stores.yaml's outputs, deployed for the stage, are the names the stage config uses."""
     env = stage_env(stage)
     data = template("data-stores.yaml")
-    # The data bucket's default name (DataBucketName left empty), the account as the config writes it.
-    names = {"Stage": stage, "ArtifactBucketName": env["ARTIFACT_BUCKET"], "AWS::AccountId": "${AWS::AccountId}"}
+    # Deployed stages leave DataBucketName empty (the default name, the account as the config writes
+    # it); the local stack names its data bucket (scripts/local_stack.DATA_BUCKET).
+    from scripts.local_stack import DATA_BUCKET
+
+    names = {"Stage": stage, "ArtifactBucketName": env["ARTIFACT_BUCKET"], "AWS::AccountId": "${AWS::AccountId}",
+             "DataBucketName": DATA_BUCKET}
+    named_data_bucket = stage == "local"
     for logical_id, resource in data["Resources"].items():
         if resource["Type"] == "AWS::DynamoDB::Table":
             names[logical_id] = resolve(resource["Properties"]["TableName"], names)
         elif resource["Type"] == "AWS::S3::Bucket":
             name = resource["Properties"]["BucketName"]
-            names[logical_id] = resolve(name["Fn::If"][1] if "Fn::If" in name else name, names)
+            if "Fn::If" in name:
+                name = name["Fn::If"][2 if named_data_bucket else 1]
+            names[logical_id] = resolve(name, names)
     outputs = {key: resolve(out["Value"], names) for key, out in data["Outputs"].items() if key in OUTPUT_ENV}
     assert set(outputs) == set(OUTPUT_ENV)
     assert {OUTPUT_ENV[key]: value for key, value in outputs.items()} == {v: env[v] for v in OUTPUT_ENV.values()}

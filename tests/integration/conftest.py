@@ -25,14 +25,20 @@ def _free_port() -> int:
 
 
 class Http:
-    """A tiny JSON-over-HTTP client (what curl does in the README)."""
+    """A tiny JSON-over-HTTP client (what curl does in the README), sending `token` if it has one."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str | None = None) -> None:
         self.base = base
+        self.token = token
+
+    def as_caller(self, token: str | None) -> Http:
+        return Http(self.base, token)
 
     def request(self, method: str, path: str, body=None, headers=None, raw: bytes | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if self.token and "Authorization" not in hdrs:
+            hdrs["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.base + path, data=data, headers=hdrs, method=method)
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
@@ -65,39 +71,92 @@ class Http:
 
 
 @pytest.fixture(scope="session")
-def stack():
-    """moto server + data stores from the CloudFormation template + chalice local; yields handles."""
-    moto_port, api_port, ws_port, ws_management_port = _free_port(), _free_port(), _free_port(), _free_port()
-    moto = local_stack.embedded_aws(moto_port)
-    endpoint = f"http://127.0.0.1:{moto_port}"
+def embedded_aws():
+    """moto server with the data stores deployed from the CloudFormation template."""
+    port = _free_port()
+    moto = local_stack.embedded_aws(port)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield endpoint, local_stack.deploy_data_stores(endpoint)
+    finally:
+        moto.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(embedded_aws, tmp_path_factory):
+    """The local stack as `make run` starts it: token issuer, WebSocket gateway, chalice local."""
+    from scripts import local_issuer
+
+    endpoint, data_env = embedded_aws
+    api_port, ws_port, ws_management_port = _free_port(), _free_port(), _free_port()
+    key_dir = tmp_path_factory.mktemp("issuer")
+    issuer = local_issuer.serve(0, key_dir)
     log = tempfile.NamedTemporaryFile(prefix="chalice-local-", suffix=".log", delete=False)
     try:
-        data_env = local_stack.deploy_data_stores(endpoint)
-        env = local_stack.app_environment(endpoint, api_port, data_env, ws_management_port)
+        auth_env = local_stack.auth_environment("on", issuer)
+        env = local_stack.app_environment(endpoint, api_port, data_env, ws_management_port, auth_env)
         env["LOCAL_MAX_CONCURRENT_JOBS"] = "2"
         env["TRAINER_PROGRESS_INTERVAL"] = "0"
         env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-runs-")
         gateway = local_stack.start_ws_gateway(ws_port, ws_management_port, env, log_file=log)
         api = local_stack.start_api(api_port, env, log_file=log)
+        tokens = Tokens(issuer, key_dir)
         try:
-            yield Stack(Http(f"http://127.0.0.1:{api_port}"), endpoint, data_env, log.name,
-                        f"ws://127.0.0.1:{ws_port}")
+            yield Stack(Http(f"http://127.0.0.1:{api_port}", tokens.admin()), endpoint, data_env, log.name,
+                        f"ws://127.0.0.1:{ws_port}", tokens)
         finally:
             local_stack.stop(api)
             local_stack.stop(gateway)
     finally:
-        moto.stop()
+        issuer.stop()
         log.close()
         os.unlink(log.name)
 
 
+@pytest.fixture(scope="session")
+def open_stack(embedded_aws):
+    """The API as `AUTH=off make run` serves it (no token needed), over the same embedded AWS."""
+    endpoint, data_env = embedded_aws
+    port = _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="chalice-local-open-", suffix=".log", delete=False)
+    env = local_stack.app_environment(endpoint, port, data_env, None, local_stack.auth_environment("off"))
+    api = local_stack.start_api(port, env, log_file=log)
+    try:
+        yield Http(f"http://127.0.0.1:{port}"), log.name
+    finally:
+        local_stack.stop(api)
+        log.close()
+        os.unlink(log.name)
+
+
+class Tokens:
+    """Tokens from the stack's own issuer, as `make token` mints them."""
+
+    def __init__(self, issuer, key_dir) -> None:
+        self.issuer, self.key_dir = issuer, key_dir
+
+    def mint(self, projects: dict[str, str], admin: bool = False, **kw) -> str:
+        from scripts.local_issuer import LOCAL_AUDIENCE, mint
+
+        return mint("integration", projects, admin, issuer=self.issuer.url, audience=LOCAL_AUDIENCE,
+                    key_dir=self.key_dir, **kw)
+
+    def admin(self) -> str:
+        return self.mint({}, admin=True)
+
+
 class Stack:
-    def __init__(self, http: Http, endpoint: str, env: dict[str, str], log_path: str, ws_url: str) -> None:
+    def __init__(self, http: Http, endpoint: str, env: dict[str, str], log_path: str, ws_url: str,
+                 tokens: Tokens) -> None:
         self.http = http
         self.ws_url = ws_url
         self.endpoint = endpoint
         self.env = env
         self.log_path = log_path
+        self.tokens = tokens
+
+    def as_caller(self, projects: dict[str, str]) -> Http:
+        return self.http.as_caller(self.tokens.mint(projects))
 
     def s3(self):
         import boto3

@@ -79,3 +79,25 @@ def test_concurrent_puts_lose_nothing(stack, project_id):
     # Every PUT that answered 200 is in the record; any other answer is an explicit 409.
     assert set(results) <= {200, 409}
     assert len(written) == results.count(200) >= 1
+
+
+def test_with_auth_off_the_contract_examples_work_verbatim(open_stack, project_id):
+    """`AUTH=off make run`: the contract's curls, without any Authorization header."""
+    http, log_path = open_stack
+    assert http.token is None
+    status, onto = http.post("/api/ontologies", {"project_id": project_id, "name": "Sensors", "content": ONTOLOGY})
+    assert status == 201, onto
+    assert http.get(f"/api/ml-models?project_id={project_id}") == (200, {"models": [], "next_token": None})
+    status, model = http.post("/api/ml-models", {
+        "project_id": project_id, "ontology_id": onto["id"], "name": "Temperature Predictor",
+        "description": "Predicts temperature based on sensor data", "type": "neural_network",
+        "training_config": {"train_test_split": 0.8, "random_seed": 42, "learning_rate": 0.001, "batch_size": 32},
+    })
+    assert status == 201 and model["status"] == "draft"
+    assert http.get(f"/api/ml-models/{model['id']}") == (200, model)
+    status, updated = http.put(f"/api/ml-models/{model['id']}",
+                               {"description": "Updated model description", "status": "archived"})
+    assert status == 200 and updated["status"] == "archived"
+    assert http.delete(f"/api/ml-models/{model['id']}")[0] == 204
+    with open(log_path) as log:
+        assert "authentication is OFF" in log.read()

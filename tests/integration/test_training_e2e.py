@@ -25,16 +25,17 @@ def dataset(stack):
     frame = frame.rename(columns={"target": "label"})
     project_id = f"proj-{uuid.uuid4().hex[:8]}"
     s3 = stack.s3()
-    s3.create_bucket(Bucket="e2e-data")
+    bucket = stack.env["DATA_BUCKETS"].split(",")[0]  # the project's data lives under <bucket>/<project_id>/
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
-    s3.put_object(Bucket="e2e-data", Key="cancer/part-0.csv", Body=buffer.getvalue().encode())
+    s3.put_object(Bucket=bucket, Key=f"{project_id}/cancer/part-0.csv", Body=buffer.getvalue().encode())
     http = stack.http
     status, onto = http.post("/api/ontologies", {"project_id": project_id, "name": "Cancer",
                                                  "content": ontology_from_frame(frame, "label", "Tumour")})
     assert status == 201, onto
     status, storage = http.post("/api/storage-configs", {"project_id": project_id, "name": "cancer",
-                                                         "ontology_id": onto["id"], "uri": "s3://e2e-data/cancer/",
+                                                         "ontology_id": onto["id"],
+                                                         "uri": f"s3://{bucket}/{project_id}/cancer/",
                                                          "format": "csv"})
     assert status == 201, storage
     return {"project_id": project_id, "ontology": onto, "storage": storage, "frame": frame}

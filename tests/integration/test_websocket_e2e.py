@@ -15,13 +15,13 @@ pytestmark = pytest.mark.integration
 class Listener:
     """A WebSocket client in a thread, collecting every event it receives."""
 
-    def __init__(self, url: str, subscribe: dict) -> None:
+    def __init__(self, url: str, subscribe: dict, token: str, expect: str = "subscribed") -> None:
         from websockets.sync.client import connect
 
-        self.socket = connect(url)
+        self.socket = connect(f"{url}?token={token}")
         self.socket.send(json.dumps({"action": "subscribe", **subscribe}))
-        ack = json.loads(self.socket.recv(timeout=10))
-        assert ack["event"] == "subscribed", ack
+        self.ack = json.loads(self.socket.recv(timeout=10))
+        assert self.ack["event"] == expect, self.ack
         self.events: list[dict] = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -49,8 +49,8 @@ def test_subscriber_hears_training_progress_then_trained_and_others_hear_nothing
     _, model = http.post("/api/ml-models", {
         "project_id": project, "ontology_id": onto["id"], "name": "nn", "type": "neural_network",
         "training_config": {"max_iterations": 5, "early_stopping_rounds": 50, "random_seed": 1}})
-    listener = Listener(stack.ws_url, {"project_id": project})
-    bystander = Listener(stack.ws_url, {"project_id": other_project})
+    listener = Listener(stack.ws_url, {"project_id": project}, stack.tokens.mint({project: "viewer"}))
+    bystander = Listener(stack.ws_url, {"project_id": other_project}, stack.tokens.mint({other_project: "editor"}))
     try:
         status, accepted = http.post("/api/ml-models/train", {"model_id": model["id"], "storage_ids": []})
         assert status == 202, accepted
@@ -73,9 +73,20 @@ def test_subscriber_hears_training_progress_then_trained_and_others_hear_nothing
 def test_malformed_message_gets_an_error_reply(stack):
     from websockets.sync.client import connect
 
-    with connect(stack.ws_url) as socket:
+    with connect(f"{stack.ws_url}?token={stack.tokens.mint({'p': 'viewer'})}") as socket:
         socket.send("not json")
         reply = json.loads(socket.recv(timeout=10))
         assert reply["event"] == "error" and "JSON" in reply["message"]
         socket.send(json.dumps({"action": "subscribe", "project_id": "p"}))
         assert json.loads(socket.recv(timeout=10)) == {"event": "subscribed", "project_id": "p"}
+
+
+def test_connecting_without_a_valid_token_is_refused(stack):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    for url in (stack.ws_url, f"{stack.ws_url}?token=forged",
+                f"{stack.ws_url}?token={stack.tokens.mint({'p': 'viewer'}, ttl_seconds=-300)}"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=10)
+        assert refused.value.response.status_code == 401

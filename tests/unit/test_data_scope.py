@@ -173,3 +173,4 @@ def test_policy_json_is_compact(scope):
     text = policy_json(policy)
     assert ": " not in text and ", " not in text and json.loads(text) == policy
     assert len(text) <= MAX_SESSION_POLICY_CHARS
+
