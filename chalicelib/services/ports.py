@@ -26,7 +26,9 @@ R = TypeVar("R", bound=Record)
 RETRIES_ON_STALE = 5
 
 
-class Repository(Protocol[R]):
+class Records(Protocol[R]):
+    """Keyed records under the optimistic lock."""
+
     kind: str
 
     def get(self, key: str) -> R: ...
@@ -40,6 +42,10 @@ class Repository(Protocol[R]):
     def modify(self, key: str, change: Callable[[R], R], field: str | None = None) -> R: ...
 
     def delete(self, record: R) -> None: ...
+
+
+class Repository(Records[R], Protocol):
+    """Records of a project, listed by project (models, ontologies, storage configs)."""
 
     def list_by_project(self, project_id: str, limit: int, next_token: str | None) -> tuple[list[R], str | None]: ...
 
@@ -56,7 +62,9 @@ class StorageConfigRepository(Repository[StorageConfig], Protocol):
     pass
 
 
-class TrainingRunRepository(Repository[TrainingRun], Protocol):
+class TrainingRunRepository(Records[TrainingRun], Protocol):
+    """Runs are listed by model (a run's project is its model's)."""
+
     def list_by_model(self, model_id: str, limit: int,
                       next_token: str | None) -> tuple[list[TrainingRun], str | None]: ...
 
