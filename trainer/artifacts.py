@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # the pipeline pulls in scikit-learn; a run that fails early 
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# Larger manifests are written without indentation (the API reads at most 8 MiB of one).
+READABLE_MANIFEST_BYTES = 1024 * 1024
 LIBRARIES = ("scikit-learn", "torch", "numpy", "pandas", "pyarrow", "skops", "rdflib", "boto3")
 
 
@@ -101,6 +103,8 @@ def upload(client, location: ArtifactLocation, files: dict[str, bytes], manifest
     for name, body in sorted(files.items()):
         put_file(client, location.bucket, location.key(name), body)
     body = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode()
+    if len(body) > READABLE_MANIFEST_BYTES:  # a many-class confusion matrix: one number a line would triple it
+        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
     committed = put_file(
         client, location.bucket, location.key(MANIFEST), body, if_absent=True, content_type="application/json"
     )

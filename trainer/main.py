@@ -49,10 +49,11 @@ def main() -> int:
         reason = exc.reason
         log.error("training failed", extra={"reason": reason})
     except Exception as exc:  # a bug or an unexpected environment: still report it
-        reason = f"internal error: {type(exc).__name__}: {exc}"
+        # The message may name files and internals: the traceback goes to the trainer's log only.
+        reason = f"internal error in the trainer ({type(exc).__name__}); its log has the details"
         log.exception("training crashed")
     else:
-        if reporter.complete(artifact_uri, result.performance_metrics, callback_training_metrics(result)):
+        if reporter.complete(artifact_uri, *callback_metrics(result, artifact_uri)):
             log.info("training completed", extra={"artifact": artifact_uri})
             return 0
         reason = f"artifact {artifact_uri} was written but the complete callback was not accepted"
@@ -104,16 +105,13 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
     return location.uri, result
 
 
-def callback_training_metrics(result) -> dict:
-    """training_metrics for the API record: a long learning curve is thinned (the manifest keeps all of it)."""
-    from trainer.metrics import thin_curve
+def callback_metrics(result, artifact_uri: str) -> tuple[dict, dict]:
+    """(performance_metrics, training_metrics) for the API record, small enough for it (a thinned learning
+    curve, at most RECORD_CLASSES classes of the confusion matrix); the manifest keeps them whole."""
+    from trainer.artifacts import MANIFEST
+    from trainer.metrics import record_metrics
 
-    metrics = dict(result.training_metrics)
-    curve = metrics.get("learning_curve") or []
-    metrics["learning_curve"] = thin_curve(curve)
-    if len(metrics["learning_curve"]) < len(curve):
-        metrics["learning_curve_points"] = len(curve)
-    return metrics
+    return record_metrics(result.performance_metrics, result.training_metrics, artifact_uri + MANIFEST)
 
 
 def _with_identity(spec, settings: Settings):

@@ -38,6 +38,7 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray, proba: np.ndarr
         "averaging": average,
         "confusion_matrix": skm.confusion_matrix(y, predicted, labels=labels).tolist(),
         "confusion_matrix_labels": list(classes),
+        "per_class": per_class_metrics(y, predicted, classes),
         "log_loss": log_loss(y, proba),
         "test_rows": len(y),
     }
@@ -46,6 +47,19 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray, proba: np.ndarr
         if len(np.unique(y)) == 2:
             out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
     return out
+
+
+def per_class_metrics(y: np.ndarray, predicted: np.ndarray, classes: list) -> list[dict]:
+    """precision, recall, f1_score and support (test rows) of each class, in `classes` order."""
+    from sklearn import metrics as skm
+
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, predicted, labels=list(range(len(classes))), zero_division=0
+    )
+    return [
+        {"class": label, "precision": float(p), "recall": float(r), "f1_score": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
+    ]
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
@@ -111,3 +125,62 @@ def finite_only(value, path: str = "", dropped: list[str] | None = None):
 
 
 _DROP = object()
+
+# What the complete callback (and so the model record) carries: every class's row of per_class and of the
+# confusion matrix up to RECORD_CLASSES classes, else the RECORD_CLASSES classes with the most test rows;
+# and at most RECORD_METRICS_BYTES of JSON for both metrics objects together. The manifest keeps them whole.
+# The API holds records to the same numbers (chalicelib/services/result_summary.py).
+RECORD_CLASSES = 50
+RECORD_METRICS_BYTES = 100_000
+
+
+def record_metrics(performance: dict, training: dict, whole_in: str,
+                   max_classes: int = RECORD_CLASSES, max_bytes: int = RECORD_METRICS_BYTES) -> tuple[dict, dict]:
+    """(performance_metrics, training_metrics) small enough for the model record.
+
+    The learning curve is thinned (see `thin_curve`); with more than `max_classes` classes the
+    confusion matrix and per_class keep the `max_classes` classes with the most test rows (ties: class
+    order) in class order; anything still over `max_bytes` is left out, largest first. What was cut is
+    listed in performance_metrics.truncation, with `whole_in` (the manifest) where the whole is.
+    """
+    import json
+
+    performance, training = dict(performance), dict(training)
+    curve = training.get("learning_curve") or []
+    if isinstance(curve, list) and curve:
+        training["learning_curve"] = thin_curve(curve)
+        if len(training["learning_curve"]) < len(curve):
+            training["learning_curve_points"] = len(curve)
+    note: dict = {}
+    labels = performance.get("confusion_matrix_labels")
+    matrix = performance.get("confusion_matrix")
+    if isinstance(labels, list) and isinstance(matrix, list) and len(labels) > max_classes:
+        support = [sum(row) for row in matrix]
+        kept = sorted(sorted(range(len(labels)), key=lambda i: (-support[i], i))[:max_classes])
+        performance["confusion_matrix"] = [[matrix[i][j] for j in kept] for i in kept]
+        performance["confusion_matrix_labels"] = [labels[i] for i in kept]
+        if isinstance(performance.get("per_class"), list) and len(performance["per_class"]) == len(labels):
+            performance["per_class"] = [performance["per_class"][i] for i in kept]
+        cut = [k for k in ("confusion_matrix", "confusion_matrix_labels", "per_class") if k in performance]
+        note = {"fields": [f"performance_metrics.{k}" for k in cut], "classes": len(labels),
+                "kept_classes": len(kept),
+                "kept": f"the {len(kept)} classes with the most test rows; confusion_matrix rows and columns "
+                        "of those classes only"}
+    omitted = []
+
+    def size() -> int:
+        return len(json.dumps({"performance_metrics": performance, "training_metrics": training,
+                               "truncation": {**note, "omitted": omitted, "whole_in": whole_in}}))
+
+    while size() > max_bytes:
+        fields = [("performance_metrics", k, v) for k, v in performance.items() if isinstance(v, list | dict)]
+        fields += [("training_metrics", k, v) for k, v in training.items() if isinstance(v, list | dict)]
+        if not fields:
+            break
+        where, key, _ = max(fields, key=lambda f: len(json.dumps(f[2])))
+        (performance if where == "performance_metrics" else training).pop(key)
+        omitted.append(f"{where}.{key}")
+    if note or omitted:
+        performance["truncated"] = True
+        performance["truncation"] = {**note, "omitted": omitted, "whole_in": whole_in}
+    return performance, training

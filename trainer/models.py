@@ -16,6 +16,7 @@ import numpy as np
 from trainer.errors import TrainingFailed
 from trainer.features import build_preprocessor
 from trainer.fitted import SklearnModel, TorchModel
+from trainer.hyperparameters import RESERVED, hyperparameter_problem
 from trainer.metrics import log_loss, mean_squared_error
 from trainer.nn import fit_mlp, mlp_params
 from trainer.ontology import Column
@@ -24,10 +25,6 @@ from trainer.spec import TrainingConfig
 EpochHook = Callable[[int, float, float], None]
 FOREST_STAGES = 10
 TRAINING_LOSS_ROWS = 20_000
-_RESERVED = {
-    "random_state": "set it with training_config.random_seed",
-    "warm_start": "the trainer grows forests in stages itself",
-}
 
 
 @dataclass
@@ -97,18 +94,21 @@ def sklearn_estimator(model_type: str, task: str, config: TrainingConfig, n_jobs
         estimator = LogisticRegression(max_iter=config.max_iterations or 1000, random_state=seed)
     else:
         estimator = Ridge(alpha=1.0, max_iter=config.max_iterations, random_state=seed)
-    return with_hyperparameters(estimator, model_type, config.hyperparameters)
+    return with_hyperparameters(estimator, model_type, config.hyperparameters, task)
 
 
-def with_hyperparameters(estimator, model_type: str, hyperparameters: dict):
+def with_hyperparameters(estimator, model_type: str, hyperparameters: dict, task: str | None = None):
+    """The estimator with `hyperparameters` set: the schema's checks (`trainer.hyperparameters`, the same
+    the API makes) for this task, then scikit-learn's own."""
+    problem = hyperparameter_problem(model_type, hyperparameters, task)
+    if problem:
+        raise TrainingFailed(problem[1])
     valid = estimator.get_params(deep=False)
     for name in hyperparameters:
-        if name in _RESERVED:
-            raise TrainingFailed(f"hyperparameter {name!r} is not allowed for {model_type}: {_RESERVED[name]}")
-        if name not in valid:
+        if name not in valid:  # the schema names a parameter this estimator does not have: a schema bug
             raise TrainingFailed(
                 f"unknown hyperparameter {name!r} for {model_type} ({type(estimator).__name__}; "
-                f"valid: {', '.join(sorted(set(valid) - set(_RESERVED)))})"
+                f"valid: {', '.join(sorted(set(valid) - set(RESERVED)))})"
             )
     estimator.set_params(**hyperparameters)
     # scikit-learn's own declarative checks, before any data is touched. `_validate_params` is private API

@@ -13,13 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer.errors import TrainingFailed
+from trainer.hyperparameters import hyperparameter_problem
 
-NN_HYPERPARAMETERS = {
-    "hidden_layers": "list of positive integers, default [64, 32]",
-    "dropout": "number in [0, 1), default 0.0",
-    "weight_decay": "number >= 0, default 0.0",
-    "activation": "one of relu, tanh, gelu; default relu",
-}
 DEFAULT_EPOCHS = 100
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LEARNING_RATE = 1e-3
@@ -41,45 +36,21 @@ class MLPParams:
 
 
 def mlp_params(hyperparameters: dict, *, epochs, batch_size, learning_rate, patience, seed) -> MLPParams:
-    """Validated MLP parameters; an unknown or invalid hyperparameter fails naming it."""
-    unknown = sorted(set(hyperparameters) - set(NN_HYPERPARAMETERS))
-    if unknown:
-        raise TrainingFailed(
-            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for neural_network "
-            f"(valid: {', '.join(sorted(NN_HYPERPARAMETERS))})"
-        )
-    hidden = hyperparameters.get("hidden_layers", [64, 32])
-    if (
-        not isinstance(hidden, list | tuple)
-        or not hidden
-        or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
-    ):
-        raise _invalid("hidden_layers", hidden)
-    dropout = hyperparameters.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise _invalid("dropout", dropout)
-    decay = hyperparameters.get("weight_decay", 0.0)
-    if isinstance(decay, bool) or not isinstance(decay, int | float) or not (decay >= 0 and math.isfinite(decay)):
-        raise _invalid("weight_decay", decay)
-    activation = hyperparameters.get("activation", "relu")
-    if activation not in ("relu", "tanh", "gelu"):
-        raise _invalid("activation", activation)
+    """Validated MLP parameters (the schema in `trainer.hyperparameters`); an unknown or invalid one fails naming it."""
+    problem = hyperparameter_problem("neural_network", hyperparameters)
+    if problem:
+        raise TrainingFailed(problem[1])
     return MLPParams(
-        hidden_layers=tuple(hidden),
-        dropout=float(dropout),
-        weight_decay=float(decay),
-        activation=activation,
+        hidden_layers=tuple(hyperparameters.get("hidden_layers", [64, 32])),
+        dropout=float(hyperparameters.get("dropout", 0.0)),
+        weight_decay=float(hyperparameters.get("weight_decay", 0.0)),
+        activation=hyperparameters.get("activation", "relu"),
         epochs=epochs or DEFAULT_EPOCHS,
         batch_size=batch_size or DEFAULT_BATCH_SIZE,
         learning_rate=learning_rate or DEFAULT_LEARNING_RATE,
         patience=patience or DEFAULT_PATIENCE,
         seed=seed,
     )
-
-
-def _invalid(name: str, value) -> TrainingFailed:
-    expected = NN_HYPERPARAMETERS[name]
-    return TrainingFailed(f"invalid hyperparameter {name!r} for neural_network: {expected}, got {value!r}")
 
 
 def build_network(arch: dict):

@@ -57,7 +57,7 @@ def train_and_evaluate(
     """Fit `model_type` on `frame` as the ontology describes it; metrics are on the held-out split."""
     config = training_config
     if not isinstance(config, TrainingConfig):
-        config = TrainingConfig.from_dict(training_config)
+        config = TrainingConfig.from_dict(training_config, model_type)
     columns = parse_columns(ontology_ttl)
     target = choose_target(columns, config.target_column)
     missing = [c.name for c in columns if c.name not in frame.columns]

@@ -2,26 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.errors import TrainingFailed
+from trainer.hyperparameters import MODEL_TYPES, config_problem
 
-MODEL_TYPES = ("decision_tree", "random_forest", "regression", "neural_network")
 FORMATS = ("csv", "jsonl", "parquet")
-_CONFIG_KEYS = {
-    "train_test_split",
-    "random_seed",
-    "learning_rate",
-    "batch_size",
-    "max_iterations",
-    "early_stopping_rounds",
-    "target_column",
-    "hyperparameters",
-    "validation_split",
-    "synthetic_rows",
-}
 
 
 @dataclass(frozen=True)
@@ -47,30 +34,23 @@ class TrainingConfig:
     synthetic_rows: int = 2000
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> TrainingConfig:
+    def from_dict(cls, raw: dict[str, Any] | None, model_type: str | None = None) -> TrainingConfig:
+        """Checked against the schema (`trainer.hyperparameters`); with `model_type`, its hyperparameters too."""
         raw = dict(raw or {})
-        unknown = sorted(set(raw) - _CONFIG_KEYS)
-        if unknown:
-            raise TrainingFailed(
-                f"unknown training_config key(s): {', '.join(unknown)} (known: {', '.join(sorted(_CONFIG_KEYS))})"
-            )
-        hyper = raw.get("hyperparameters") or {}
-        if not isinstance(hyper, dict):
-            raise TrainingFailed("training_config.hyperparameters must be an object")
-        target = raw.get("target_column")
-        if target is not None and (not isinstance(target, str) or not target):
-            raise TrainingFailed("training_config.target_column must be a non-empty string")
+        problem = config_problem(raw, model_type, api=False)
+        if problem:
+            raise TrainingFailed(problem[1])
         return cls(
-            train_test_split=_fraction(raw, "train_test_split", 0.8),
-            random_seed=_integer(raw, "random_seed", 42, minimum=0),
-            learning_rate=_positive_float(raw, "learning_rate"),
-            batch_size=_integer(raw, "batch_size", None, minimum=1),
-            max_iterations=_integer(raw, "max_iterations", None, minimum=1),
-            early_stopping_rounds=_integer(raw, "early_stopping_rounds", None, minimum=1),
-            target_column=target,
-            hyperparameters=dict(hyper),
-            validation_split=_fraction(raw, "validation_split", 0.1),
-            synthetic_rows=_integer(raw, "synthetic_rows", 2000, minimum=50),
+            train_test_split=float(raw.get("train_test_split", 0.8)),
+            random_seed=raw.get("random_seed", 42),
+            learning_rate=None if raw.get("learning_rate") is None else float(raw["learning_rate"]),
+            batch_size=raw.get("batch_size"),
+            max_iterations=raw.get("max_iterations"),
+            early_stopping_rounds=raw.get("early_stopping_rounds"),
+            target_column=raw.get("target_column"),
+            hyperparameters=dict(raw.get("hyperparameters") or {}),
+            validation_split=float(raw.get("validation_split", 0.1)),
+            synthetic_rows=raw.get("synthetic_rows", 2000),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,33 +118,7 @@ def spec_from_dict(raw: dict[str, Any]) -> TrainingSpec:
         ontology_id=str(ontology.get("id", "")),
         ontology_ttl=content,
         storage=tuple(storage),
-        config=TrainingConfig.from_dict(raw.get("training_config")),
+        config=TrainingConfig.from_dict(raw.get("training_config"), model_type),
         raw=raw,
     )
 
-
-def _fraction(raw: dict, key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise TrainingFailed(f"training_config.{key} must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _integer(raw: dict, key: str, default, minimum: int):
-    value = raw.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TrainingFailed(f"training_config.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _positive_float(raw: dict, key: str):
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise TrainingFailed(f"training_config.{key} must be a positive number, got {value!r}")
-    return float(value)

@@ -190,8 +190,10 @@ def _error_code(exc: Exception) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    code = _error_code(exc)
-    return f"{code or type(exc).__name__}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+    """What a failure reason says of an S3 error: its code (or kind). botocore's own message, which
+    names operations, endpoints and request ids, goes to the trainer's log only."""
+    log.warning("s3 call failed", extra={"problem": f"{type(exc).__name__}: {exc}"})
+    return _error_code(exc) or type(exc).__name__
 
 
 @dataclass

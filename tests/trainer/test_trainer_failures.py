@@ -169,7 +169,7 @@ def test_complete_rejected_with_4xx_is_not_retried_and_exits_non_zero(customers,
 
 def test_sigterm_ends_in_one_fail_report(customers, s3, moto_server, receiver):
     model_id, run_id = new_ids()
-    config = {**CONFIG, "max_iterations": 100000, "early_stopping_rounds": 100000, "batch_size": 8}
+    config = {**CONFIG, "max_iterations": 10_000, "early_stopping_rounds": 1000, "batch_size": 8}  # the maxima
     spec = make_spec(model_id, run_id, "neural_network", CUSTOMER_TTL, _storage("customers/"), config)
     process = start_trainer(trainer_env(moto_server, receiver, spec))
     deadline = time.monotonic() + 90

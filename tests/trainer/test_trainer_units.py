@@ -69,8 +69,10 @@ def test_invalid_turtle_fails_with_reason():
     ("config", "words"),
     [
         ({"train_test_split": 1.5}, "train_test_split must be a number strictly between 0 and 1"),
-        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-        ({"learning_rate": -1}, "learning_rate must be a positive number"),
+        ({"batch_size": 0}, "batch_size must be an integer between 1 and 65536"),
+        ({"max_iterations": 10_001}, "max_iterations must be an integer between 1 and 10000"),
+        ({"learning_rate": -1}, "learning_rate must be a number > 0 and <= 10"),
+        ({"synthetic_rows": 10**6}, "synthetic_rows must be an integer between 50 and 100000"),
         ({"epochs": 3}, "unknown training_config key(s): epochs"),
     ],
 )
@@ -163,10 +165,16 @@ def test_network_honours_epochs_patience_learning_rate_and_batch_size(wine):
     ("model_type", "hyperparameters", "words"),
     [
         ("decision_tree", {"depth": 3}, "unknown hyperparameter 'depth' for decision_tree"),
-        ("regression", {"C": -1.0}, "invalid hyperparameter for regression: The 'C' parameter"),
+        ("regression", {"C": -1.0}, "invalid hyperparameter 'C' for regression: training_config.hyperparameters.C"),
+        ("regression", {"alpha": 1.0}, "unknown hyperparameter 'alpha' for regression with a classification"),
+        ("decision_tree", {"criterion": "gini", "max_depth": 0}, "max_depth must be an integer between 1 and 100"),
+        ("random_forest", {"n_estimators": 5000}, "n_estimators must be an integer between 1 and 1000"),
+        ("regression", {"max_iter": 5}, "set it with training_config.max_iterations"),
         ("random_forest", {"random_state": 1}, "set it with training_config.random_seed"),
         ("neural_network", {"dropout": 1.5}, "invalid hyperparameter 'dropout'"),
         ("neural_network", {"hidden_layers": [0]}, "invalid hyperparameter 'hidden_layers'"),
+        ("neural_network", {"hidden_layers": [4096]},
+         "hidden_layers must be a list of 1 to 8 integers between 1 and 1024"),
     ],
 )
 def test_bad_hyperparameters_fail_naming_them(model_type, hyperparameters, words, wine):
