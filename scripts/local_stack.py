@@ -49,28 +49,71 @@ log = logging.getLogger("local_stack")
 
 
 def embedded_aws(port: int, host: str = "127.0.0.1"):
-    """moto server serving one request at a time.
+    """moto server serving concurrent connections, dispatching one request at a time.
 
-    Real DynamoDB applies a conditional write atomically; moto checks and writes
-    in two steps, so with concurrent request threads two conditional writes could
-    both pass. Serialising requests restores the atomicity the app relies on.
+    Real DynamoDB applies a conditional write atomically; moto checks and writes in two
+    steps, so two request threads inside moto at once could both pass a condition. Only
+    the dispatch into moto's backends is serial (`SerialDispatch`): each connection has its
+    own thread, so a slow or idle client (a half-sent request, a kept-alive socket) holds
+    its own thread, never the lock, and never freezes the stack.
     """
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    class SerialMotoServer(ThreadedMotoServer):
+    class ConcurrentMotoServer(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = DomainDispatcherApplication(create_backend_app)
-            self._server = make_server(self._ip_address, self._port, app, threaded=False,
+            app = SerialDispatch(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, threaded=True,
                                        request_handler=MotoRequestHandler)
             self._server_ready_event.set()
             self._server.serve_forever(poll_interval=0.05)
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per emulated AWS request
-    server = SerialMotoServer(ip_address=host, port=port, verbose=False)
+    server = ConcurrentMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     return server
+
+
+class SerialDispatch:
+    """WSGI middleware: one request at a time inside the wrapped app, none of the socket I/O.
+
+    The request body is read from the client before the lock is taken, and the response is
+    collected under the lock and written to the client after it is released, so a client
+    that sends or reads slowly delays only itself.
+    """
+
+    def __init__(self, app) -> None:
+        import threading
+
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        import io
+
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH") or ""
+        body = stream.read(int(length)) if length.isdigit() else (stream.read() if environ.get(
+            "wsgi.input_terminated") else b"")
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        started: list = []
+
+        def capture(status, headers, exc_info=None):
+            started[:] = [status, headers, exc_info]
+            return lambda data: chunks.append(data)  # the legacy write() callable
+
+        chunks: list[bytes] = []
+        with self.lock:
+            result = self.app(environ, capture)
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        start_response(*started)
+        return chunks
 
 
 def deploy_data_stores(endpoint_url: str | None, stage: str = STAGE, bucket: str = BUCKET,
@@ -121,6 +164,11 @@ def start_issuer(port: int):
     return server
 
 
+def run_log_dir(port: int) -> Path:
+    """Where a stack serving the API on `port` writes each run's trainer output (train-<run id>.log)."""
+    return ROOT / ".local" / "runs" / str(port)
+
+
 def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str],
                     ws_management_port: int | None = None, auth_env: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
@@ -132,6 +180,8 @@ def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str
         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", REGION),
         "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
     })
+    # Each stack's trainer logs in a folder of its own, named after its API port (LOCAL_RUN_LOG_DIR moves it).
+    env.setdefault("LOCAL_RUN_LOG_DIR", str(run_log_dir(port)))
     if ws_management_port:
         env["WEBSOCKET_ENDPOINT_URL"] = f"http://127.0.0.1:{ws_management_port}"
     if endpoint_url:
@@ -224,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         api = start_api(args.port, env, host="127.0.0.1")
         log.info("API on http://localhost:%d, WebSocket on ws://localhost:%d  (Ctrl-C stops everything)",
                  args.port, args.ws_port)
+        log.info("trainer logs: %s/train-<run id>.log", env["LOCAL_RUN_LOG_DIR"])
         if issuer is None:
             log.warning("AUTHENTICATION IS OFF (AUTH=off): anyone reaching the API acts as an admin")
         else:

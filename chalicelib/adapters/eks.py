@@ -450,7 +450,7 @@ class EksJobLauncher:
                     kube.delete_job(name)  # never leave a Job that would wait for a token
                 raise
         _log(logging.INFO, "training_job_submitted", job=name, namespace=self.config.namespace,
-             model_id=job.model_id, run_id=job.run_id, created=created)
+             model_id=job.model_id, run_id=job.run_id, job_created=created)
         return name
 
     def _default_api_client(self, access: ClusterAccess) -> Any:
@@ -478,14 +478,22 @@ def _closing(api_client: Any) -> Iterator[Any]:
             api_client.rest_client.pool_manager.clear()
 
 
+# Names a LogRecord already has: passing them as `extra` raises KeyError.
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
 def _log(level: int, event: str, **fields: Any) -> None:
-    log.log(level, json.dumps({"event": event, **fields}))
+    log.log(level, event, extra={(f"{k}_" if k in _RESERVED else k): v for k, v in fields.items()})
 
 
 def _aws_client(service: str, config: EksLauncherConfig) -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client(service, region_name=config.region, endpoint_url=config.endpoint_url)
+    # The same short timeouts as the Kubernetes calls, and at most one retry (DescribeCluster, STS).
+    budget = Config(connect_timeout=config.connect_timeout_seconds, read_timeout=config.read_timeout_seconds,
+                    retries={"total_max_attempts": 2, "mode": "standard"})
+    return boto3.client(service, region_name=config.region, endpoint_url=config.endpoint_url, config=budget)
 
 
 class _KubeSession:

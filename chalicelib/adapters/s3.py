@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.errors import InvalidInput
+from chalicelib.adapters.aws_faults import unavailable
+from chalicelib.errors import InvalidInput, UpstreamUnavailable
 
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
@@ -51,7 +52,7 @@ class S3Store:
         return self._client
 
     def list_objects(self, location: S3Location, max_objects: int = 1000) -> list[S3Object]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         objects: list[S3Object] = []
         kwargs = {"Bucket": location.bucket, "Prefix": location.prefix}
@@ -62,18 +63,18 @@ class S3Store:
                     if obj["Key"].endswith("/"):
                         continue
                     objects.append(S3Object(obj["Key"], obj["Size"], obj.get("ETag", "").strip('"')))
-        except ClientError as exc:
-            raise InvalidInput(_explain(exc, location), field="uri") from exc
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _translate(exc, location) from exc
         return objects
 
     def read_range(self, location: S3Location, key: str, start: int, end: int) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self.client.get_object(Bucket=location.bucket, Key=key, Range=f"bytes={start}-{end}")
             return response["Body"].read()
-        except ClientError as exc:
-            raise InvalidInput(_explain(exc, location), field="uri") from exc
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _translate(exc, location) from exc
 
     def check_readable(self, location: S3Location) -> int:
         """Raise InvalidInput unless the location can be listed and its first object read.
@@ -87,13 +88,23 @@ class S3Store:
         return len(objects)
 
 
+def _translate(exc: Exception, location: S3Location) -> Exception:
+    """S3 unreachable, throttling or timed out: 503 (retry); the location refused: 400 naming the uri."""
+    from botocore.exceptions import ClientError
+
+    if unavailable(exc) or not isinstance(exc, ClientError):
+        return UpstreamUnavailable("the object store is temporarily unavailable; retry shortly")
+    return InvalidInput(_explain(exc, location), field="uri")
+
+
 def _explain(exc: Exception, location: S3Location) -> str:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
     if code == "NoSuchBucket":
         return f"bucket '{location.bucket}' does not exist"
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
         return f"{location.uri} is not readable by the service (access denied)"
-    return f"{location.uri} could not be read ({code or exc})"
+    # The S3 error code only: botocore's message names operations and endpoints (the cause stays chained).
+    return f"{location.uri} could not be read ({code or type(exc).__name__})"
 
 
 class DocumentStore:
@@ -113,7 +124,7 @@ class DocumentStore:
         try:
             self.store.client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode(),
                                          ContentType="application/json")
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise UpstreamUnavailable("could not write the training spec to the artifact bucket; retry shortly"
                                       ) from exc
         return f"s3://{bucket}/{key}"
@@ -135,7 +146,7 @@ class DocumentStore:
                                                               "403"):
                 return None
             raise UpstreamUnavailable("could not read from the artifact bucket; retry shortly") from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, OSError) as exc:
             raise UpstreamUnavailable("could not read from the artifact bucket; retry shortly") from exc
         if len(body) > max_bytes:
             return None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.aws_faults import unavailable
 from chalicelib.errors import UpstreamFailed, UpstreamUnavailable
 
 # AssumeRole from assumed-role credentials (a Lambda's) is limited to one hour.
@@ -99,10 +100,10 @@ class RunCredentialIssuer:
         except ClientError as exc:
             # The cause stays chained for the log; the message carries no STS text (it names ARNs).
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _THROTTLING:
+            if code in _THROTTLING or unavailable(exc):  # throttled, or STS answered 5xx
                 raise UpstreamUnavailable(f"{FAILED} (STS is throttling; retry shortly)") from exc
             raise UpstreamFailed(f"{FAILED} ({_reason(code)})") from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, OSError) as exc:
             # Connection errors, timeouts, missing credentials of the API itself.
             raise UpstreamUnavailable(f"{FAILED} (STS could not be reached; retry shortly)") from exc
         try:

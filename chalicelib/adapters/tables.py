@@ -79,6 +79,8 @@ class OntologyTable(Model):
     name = UnicodeAttribute()
     description = UnicodeAttribute(default="")
     content = UnicodeAttribute()
+    # The parsed content, written with it (chalicelib.records.Ontology.summary).
+    summary = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     lock_version = VersionAttribute()
@@ -114,6 +116,17 @@ class RunsByModelIndex(GlobalSecondaryIndex):
     version = NumberAttribute(range_key=True)
 
 
+class RunsByProjectStatusIndex(GlobalSecondaryIndex):
+    """Runs of one project in one status: how many are active (the per-project limit on concurrent runs)."""
+
+    class Meta:
+        index_name = "project_id-status-index"
+        projection = KeysOnlyProjection()
+
+    project_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute(range_key=True)
+
+
 class TrainingRunTable(Model):
     class Meta:
         table_name = "ml-training-runs"
@@ -142,6 +155,7 @@ class TrainingRunTable(Model):
     lock_version = VersionAttribute()
 
     model_index = RunsByModelIndex()
+    project_status_index = RunsByProjectStatusIndex()
 
 
 class RecommendationTable(Model):
@@ -186,13 +200,25 @@ ALL_TABLES: dict[str, type[Model]] = {
 }
 
 
+_BOUND = ("table_name", "region", "host", "connect_timeout_seconds", "read_timeout_seconds", "max_retry_attempts")
+
+
 def bind_tables(settings: Settings) -> None:
-    """Point every table class at the stage's table names, region and endpoint."""
+    """Point every table class at the stage's table names, region, endpoint and time budget.
+
+    PynamoDB 6.1 hands `connect_timeout_seconds`, `read_timeout_seconds` and `max_retry_attempts`
+    to botocore as Config(connect_timeout, read_timeout, retries={"total_max_attempts":
+    1 + max_retry_attempts, "mode": "standard"}): the same budget as every other AWS client
+    (chalicelib/adapters/aws_faults.py). Its defaults (15 s, 30 s, 4 attempts) let one hung call
+    outlast the Lambda several times. (6.1 has no `base_backoff_ms`; botocore's standard mode backs off.)
+    """
     names = settings.table_names()
     for key, table in ALL_TABLES.items():
-        binding = (names[key], settings.region, settings.aws_endpoint_url)
-        if binding == (table.Meta.table_name, getattr(table.Meta, "region", None), getattr(table.Meta, "host", None)):
+        binding = (names[key], settings.region, settings.aws_endpoint_url, settings.aws_connect_timeout_seconds,
+                   settings.aws_read_timeout_seconds, max(0, settings.aws_max_attempts - 1))
+        if binding == tuple(getattr(table.Meta, name, None) for name in _BOUND):
             continue  # keep the connection (and its botocore client) PynamoDB already made
-        table.Meta.table_name, table.Meta.region, table.Meta.host = binding
+        for name, value in zip(_BOUND, binding, strict=True):
+            setattr(table.Meta, name, value)
         # PynamoDB caches its connection on first use; drop it so the new binding takes effect.
         table._connection = None

@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.adapters.aws_faults import unavailable
+from chalicelib.adapters.dynamo import dynamo_call
 from chalicelib.adapters.tables import WsConnectionTable
+from chalicelib.errors import UpstreamUnavailable
 
 # API Gateway closes a WebSocket after 2 hours at most; records outlive that a little.
 CONNECTION_TTL_SECONDS = 3 * 3600
@@ -18,6 +21,8 @@ def topic(kind: str, key: str) -> str:
 
 
 class ConnectionStore:
+    """Every method raises UpstreamUnavailable when DynamoDB cannot be reached (`dynamo_call`)."""
+
     table = WsConnectionTable
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
@@ -27,12 +32,14 @@ class ConnectionStore:
         expiry = int(self.now()) + CONNECTION_TTL_SECONDS
         return min(expiry, not_after) if not_after else expiry
 
+    @dynamo_call
     def add_connection(self, connection_id: str, principal: dict[str, Any] | None = None,
                        not_after: int | None = None) -> None:
         """Record a connection and who made it; it (and its subscriptions) expire with the token."""
         self.table(pk=f"conn#{connection_id}", sk="meta", expires_at=self._expiry(not_after),
                    principal=principal).save()
 
+    @dynamo_call
     def connection(self, connection_id: str) -> tuple[dict[str, Any] | None, int] | None:
         """(principal, expires_at) of a live connection, or None."""
         for item in self.table.query(f"conn#{connection_id}", self.table.sk == "meta", consistent_read=True):
@@ -40,26 +47,32 @@ class ConnectionStore:
                 return item.principal, int(item.expires_at)
         return None
 
+    @dynamo_call
     def is_connected(self, connection_id: str) -> bool:
         return self.table.count(f"conn#{connection_id}", self.table.sk == "meta") > 0
 
+    @dynamo_call
     def subscription_count(self, connection_id: str) -> int:
         return self.table.count(f"conn#{connection_id}", self.table.sk.startswith("sub#"))
 
+    @dynamo_call
     def subscribe(self, connection_id: str, kind: str, key: str, expires_at: int | None = None) -> None:
         expiry = expires_at or self._expiry()
         with self.table.batch_write() as batch:
             batch.save(self.table(pk=topic(kind, key), sk=connection_id, expires_at=expiry))
             batch.save(self.table(pk=f"conn#{connection_id}", sk=topic(kind, key), expires_at=expiry))
 
+    @dynamo_call
     def unsubscribe(self, connection_id: str, kind: str, key: str) -> None:
         with self.table.batch_write() as batch:
             batch.delete(self.table(pk=topic(kind, key), sk=connection_id))
             batch.delete(self.table(pk=f"conn#{connection_id}", sk=topic(kind, key)))
 
+    @dynamo_call
     def subscriptions(self, connection_id: str) -> list[str]:
         return [item.sk for item in self.table.query(f"conn#{connection_id}", self.table.sk.startswith("sub#"))]
 
+    @dynamo_call
     def subscribers(self, topics: list[str]) -> list[str]:
         """Connection ids subscribed to any of `topics`, each once, in a stable order."""
         now = int(self.now())
@@ -70,6 +83,7 @@ class ConnectionStore:
                     found.setdefault(item.sk, None)
         return list(found)
 
+    @dynamo_call
     def remove_connection(self, connection_id: str) -> None:
         items = list(self.table.query(f"conn#{connection_id}"))
         with self.table.batch_write() as batch:
@@ -98,4 +112,8 @@ class ConnectionPoster:
             client.post_to_connection(ConnectionId=connection_id, Data=json.dumps(payload).encode())
         except client.exceptions.GoneException:
             return False
+        except Exception as exc:
+            if unavailable(exc):
+                raise UpstreamUnavailable("the WebSocket gateway is temporarily unavailable; retry shortly") from exc
+            raise
         return True

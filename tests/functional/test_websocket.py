@@ -71,8 +71,8 @@ def ws(api, issuer, launcher):
             assert websocket.ws_message(ws_event("$default", cid, body), None)["statusCode"] == 200
             return poster.sent[cid][-1]
 
-        def disconnect(self, cid):
-            websocket.ws_disconnect(ws_event("$disconnect", cid), None)
+        def disconnect(self, cid) -> dict:
+            return websocket.ws_disconnect(ws_event("$disconnect", cid), None)
 
     return Socket()
 
@@ -250,3 +250,29 @@ def test_subscriptions_lapse_when_the_token_expires(ws, api, issuer, make_model,
         assert ws.store.subscribers([topic("project", project)]) == []
     finally:
         ws.store.now = real_now
+
+
+@pytest.fixture
+def connections_table_down(ws, monkeypatch):
+    """The connections table's DynamoDB endpoint refuses connections (one attempt per call)."""
+    import socket
+
+    from chalicelib.adapters.tables import WsConnectionTable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setattr(WsConnectionTable.Meta, "host", f"http://127.0.0.1:{closed}")
+    monkeypatch.setattr(WsConnectionTable.Meta, "max_retry_attempts", 0)
+    monkeypatch.setattr(WsConnectionTable, "_connection", None)
+    return ws
+
+
+def test_websocket_handlers_answer_an_outage_without_a_500(ws, connections_table_down, issuer):
+    reply = ws.open("during-outage", query={"token": issuer.token(admin=True)})
+    assert reply["statusCode"] == 503, reply
+    assert reply["headers"]["Retry-After"].isdigit() and "upstream_unavailable" in reply["body"]
+    # A message is answered with an error the client can act on; a disconnect does not fail.
+    answer = ws.send("during-outage", {"action": "subscribe", "project_id": "p"})
+    assert answer["event"] == "error" and "retry" in answer["message"]
+    assert ws.disconnect("during-outage")["statusCode"] == 200

@@ -1,6 +1,6 @@
 """Integration tier: the real local stack as processes on free ports.
 
-moto server (serial, see scripts/local_stack.embedded_aws) in this process,
+moto server (concurrent connections, serial dispatch: scripts/local_stack.embedded_aws) in this process,
 `chalice local` as a subprocess, and trainers started by the local launcher.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import socket
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -98,6 +99,7 @@ def stack(embedded_aws, tmp_path_factory):
         env["LOCAL_MAX_CONCURRENT_JOBS"] = "2"
         env["TRAINER_PROGRESS_INTERVAL"] = "0"
         env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-runs-")
+        env["LOCAL_RUN_LOG_DIR"] = env["TMPDIR"]  # not the repo's .local/runs/<port>/
         gateway = local_stack.start_ws_gateway(ws_port, ws_management_port, env, log_file=log)
         api = local_stack.start_api(api_port, env, log_file=log)
         tokens = Tokens(issuer, key_dir)
@@ -162,3 +164,48 @@ class Stack:
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+# connect 1 s, read 1 s, 2 attempts: a faulted call gives up in about 2 x (1 + 1) + 1 s.
+FAULT_BUDGET = {"AWS_CONNECT_TIMEOUT_SECONDS": "1", "AWS_READ_TIMEOUT_SECONDS": "1", "AWS_CALL_MAX_ATTEMPTS": "2"}
+
+
+@pytest.fixture(scope="module")
+def faulty(embedded_aws, tmp_path_factory):
+    """The API (with auth) whose AWS endpoint is a fault proxy in front of the embedded moto server,
+    with a short AWS time budget (tests/integration/test_faults.py)."""
+    from fakes.fault_proxy import FaultProxy
+
+    from scripts import local_issuer
+
+    endpoint, data_env = embedded_aws
+    moto = urllib.parse.urlparse(endpoint)
+    proxy = FaultProxy((moto.hostname, moto.port)).start()
+    key_dir = tmp_path_factory.mktemp("fault-issuer")
+    issuer = local_issuer.serve(0, key_dir)
+    port = _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="chalice-local-faults-", suffix=".log", delete=False)
+    env = local_stack.app_environment(proxy.url, port, data_env, None, local_stack.auth_environment("on", issuer))
+    env.update(FAULT_BUDGET)
+    env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-fault-runs-")
+    api = local_stack.start_api(port, env, log_file=log)
+    try:
+        yield Faulty(Http(f"http://127.0.0.1:{port}", Tokens(issuer, key_dir).admin()), proxy, endpoint, data_env)
+    finally:
+        local_stack.stop(api)
+        proxy.stop()
+        issuer.stop()
+        log.close()
+        os.unlink(log.name)
+
+
+class Faulty:
+    """The API behind a fault proxy (`proxy`: tests/fakes/fault_proxy.FaultProxy), and moto itself."""
+
+    def __init__(self, http: Http, proxy, endpoint: str, env: dict[str, str]) -> None:
+        self.http, self.proxy, self.endpoint, self.env = http, proxy, endpoint, env
+
+    def s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")  # straight to moto
