@@ -13,13 +13,16 @@ import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from botocore.exceptions import BotoCoreError
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, PynamoDBException
 from pynamodb.models import Model
 
 from chalicelib.adapters import tables
-from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord, UpstreamUnavailable
+from chalicelib.adapters.aws_faults import unavailable
+from chalicelib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StaleRecord, UpstreamUnavailable
 from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
-from chalicelib.services.ports import RETRIES_ON_STALE, OptimisticModify
+from chalicelib.services.ports import ACTIVE_RUN_STATUSES, RETRIES_ON_STALE, OptimisticModify
+from chalicelib.services.validation import DYNAMODB_ITEM_BYTES, MAX_ITEM_BYTES, attribute_bytes, check_item_size
 
 __all__ = ["RETRIES_ON_STALE", "StaleRecord", "ModelRepository", "OntologyRepository", "StorageConfigRepository",
            "TrainingRunRepository", "RecommendationRepository"]
@@ -32,11 +35,6 @@ def _condition_failed(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-# DynamoDB answers that mean "try again shortly", not "your request is wrong".
-TRANSIENT_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-                   "InternalServerError", "ServiceUnavailable"}
-
-
 def dynamo_call(method: Callable[..., R]) -> Callable[..., R]:
     """Translate DynamoDB being unreachable or throttling into UpstreamUnavailable (503).
 
@@ -47,20 +45,35 @@ def dynamo_call(method: Callable[..., R]) -> Callable[..., R]:
     def wrapper(*args: Any, **kwargs: Any) -> R:
         try:
             return method(*args, **kwargs)
-        except PynamoDBException as exc:
-            cause = getattr(exc, "cause", None)
-            if exc.cause_response_code in TRANSIENT_CODES or isinstance(cause, _connection_errors()):
+        except (PynamoDBException, BotoCoreError, OSError) as exc:
+            # Throttled, timed out, refused or dropped mid-request (a dropped connection's error has
+            # no response: ask `unavailable`, never `exc.cause_response_code`, which raises on it).
+            if unavailable(exc):
                 raise UpstreamUnavailable("the database is temporarily unavailable; retry shortly") from exc
+            if _item_too_large(exc):
+                raise _too_large(args) from exc
             raise
 
     return wrapper
 
 
-def _connection_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-    from botocore.exceptions import ReadTimeoutError
+def _item_too_large(exc: BaseException) -> bool:
+    """DynamoDB's own refusal of an item over 400 KB (a ValidationException): were our estimate
+    (check_item_size) ever short, the caller still gets a 413, not a 500."""
+    response = getattr(getattr(exc, "cause", None), "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    message = str(error.get("Message", "")) if isinstance(error, dict) else ""
+    return "Item size has exceeded the maximum allowed size" in message
 
-    return (BotoConnectionError, ReadTimeoutError)
+
+def _too_large(args: tuple[Any, ...]) -> PayloadTooLarge:
+    record = next((a for a in args if isinstance(a, Record)), None)
+    if record is None:
+        return PayloadTooLarge(f"the record is over DynamoDB's item limit of {DYNAMODB_ITEM_BYTES} bytes")
+    values = record.values()
+    biggest = max(values, key=lambda name: attribute_bytes(name, values[name]))
+    return PayloadTooLarge(f"the record is over DynamoDB's item limit of {DYNAMODB_ITEM_BYTES} bytes; its "
+                           f"largest field is {biggest}", field=biggest)
 
 
 def encode_token(key: dict[str, Any] | None) -> str | None:
@@ -142,6 +155,8 @@ class Repository(OptimisticModify, Generic[T, R]):
     record_type: type[R]
     key_name = "id"
     kind = "record"
+    # Writes over this estimate are refused (413) before they reach DynamoDB (validation.check_item_size).
+    item_limit = MAX_ITEM_BYTES
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -166,6 +181,7 @@ class Repository(OptimisticModify, Generic[T, R]):
 
     @dynamo_call
     def add(self, record: R) -> R:
+        check_item_size(record.values(), self.item_limit, self.kind)
         item = to_item(self.table, record.but(lock_version=None))
         key_attr = getattr(self.table, self.key_name)
         try:
@@ -181,6 +197,7 @@ class Repository(OptimisticModify, Generic[T, R]):
         """Write `record` back if nobody changed it since it was read (its lock_version)."""
         if record.lock_version is None:  # never read from the store: nothing to be unchanged since
             raise StaleRecord(record.key)
+        check_item_size(record.values(), self.item_limit, self.kind)
         item = to_item(self.table, record)
         try:
             item.save()
@@ -249,6 +266,12 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable, TrainingRun]):
         )
         return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
 
+    @dynamo_call
+    def count_active_in_project(self, project_id: str) -> int:
+        """One keys-only Query per active status on the project/status index (never a Scan)."""
+        index = self.table.project_status_index
+        return sum(index.count(project_id, self.table.status == status) for status in ACTIVE_RUN_STATUSES)
+
 
 class RecommendationRepository:
     table = tables.RecommendationTable
@@ -258,6 +281,7 @@ class RecommendationRepository:
 
     @dynamo_call
     def put(self, record: Recommendation) -> None:
+        check_item_size(record.values(), MAX_ITEM_BYTES, "recommendation")
         to_item(self.table, record).save()
 
     @dynamo_call

@@ -1,12 +1,15 @@
 """Request-body checks shared by the services. Each failure names the field at fault."""
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from chalicelib.errors import InvalidInput
+from chalicelib import hyperparameters
+from chalicelib.errors import InvalidInput, PayloadTooLarge
 
 MODEL_TYPES = ("decision_tree", "random_forest", "regression", "neural_network")
 STATUSES = ("draft", "training", "trained", "failed", "degraded", "deprecated", "archived")
@@ -45,6 +48,7 @@ def string(body: dict[str, Any], name: str, *, required: bool = False, max_len: 
     value = body[name]
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string", field=name)
+    unicode_text(value, name)
     if not allow_empty and not value.strip():
         raise InvalidInput(f"{name} must not be empty", field=name)
     if len(value) > max_len:
@@ -74,80 +78,125 @@ def json_object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = body[name]
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
+    return storable(value, name)
+
+
+# --- What DynamoDB can store ------------------------------------------------------------------------------
+# A DynamoDB number has at most 38 significant digits, and its magnitude is 0 or 1E-130..9.99..9E+125.
+# Every number a record keeps is held to that, even inside JSON attributes (stored as text today), so
+# a record can move to native attributes, and the trainer and clients read back what was sent.
+DYNAMODB_DIGITS = 38
+DYNAMODB_EXPONENTS = range(-130, 126)  # the adjusted exponent (one digit before the point)
+
+
+def unicode_text(value: str, path: str) -> str:
+    """`value` is text that UTF-8 can encode (json.loads lets "\\ud800" escapes through: lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{path} is not valid Unicode (it holds a lone surrogate)", field=path) from None
+    return value
+
+
+def storable_number(value: int | float, path: str) -> int | float:
+    """A finite number DynamoDB can store (38 significant digits, exponent -130..+125)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{path} must be a finite number", field=path)
+    try:  # a float as its shortest repr (at most 17 digits); an int exactly
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"{path} is not a number DynamoDB can store", field=path) from None
+    significant = "".join(map(str, number.as_tuple().digits)).strip("0")
+    if not significant:
+        return value
+    if len(significant) > DYNAMODB_DIGITS:
+        raise InvalidInput(f"{path} has more than {DYNAMODB_DIGITS} significant digits", field=path)
+    if number.adjusted() not in DYNAMODB_EXPONENTS:
+        raise InvalidInput(f"{path} is out of range: magnitudes from 1E-130 to 1E+126 (exclusive) can be stored",
+                           field=path)
+    return value
+
+
+def storable(value: Any, path: str) -> Any:
+    """JSON whose strings (and keys) are valid Unicode and whose numbers DynamoDB can store."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return unicode_text(value, path)
+    if isinstance(value, (int, float)):
+        return storable_number(value, path)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            unicode_text(str(key), path)
+            storable(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            storable(child, f"{path}[{i}]")
     return value
 
 
 def finite_metrics(value: Any, name: str) -> dict[str, Any]:
-    """A metrics object: numbers inside must be finite (nested lists/objects allowed)."""
+    """A metrics object: numbers inside must be finite and storable (nested lists/objects allowed)."""
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, bool) or node is None or isinstance(node, str):
-            return
-        if isinstance(node, (int, float)):
-            if not math.isfinite(node):
-                raise InvalidInput(f"{path} must be a finite number", field=path)
-            return
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(child, f"{path}.{key}")
-            return
-        if isinstance(node, list):
-            for i, child in enumerate(node):
-                walk(child, f"{path}[{i}]")
-
-    walk(value, name)
-    return value
+    return storable(value, name)
 
 
-def _number(cfg: dict[str, Any], key: str, *, integer: bool) -> float | int | None:
-    if key not in cfg:
-        return None
-    value = cfg[key]
-    field = f"training_config.{key}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise InvalidInput(f"{field} must be {kind}", field=field)
-    if not math.isfinite(value):
-        raise InvalidInput(f"{field} must be finite", field=field)
-    return value
+# --- Item size --------------------------------------------------------------------------------------------
+# DynamoDB refuses an item over 400 KB (409,600 bytes: attribute names plus values). A record is
+# refused (413, naming its largest field) before it is written when its estimate passes
+# MAX_ITEM_BYTES. The estimate is exact for text and JSON attributes and over for numbers (counted
+# at their 21-byte maximum); the 59,600 bytes of margin cover what DynamoDB counts that we do not
+# see (its own per-attribute overhead), so a record we accept is never one DynamoDB refuses. Should
+# it ever be, dynamo_call turns DynamoDB's refusal into the same 413.
+DYNAMODB_ITEM_BYTES = 400 * 1024
+MAX_ITEM_BYTES = 350_000
 
 
-TRAINING_CONFIG_KEYS = (
-    "train_test_split", "random_seed", "learning_rate", "batch_size", "max_iterations",
-    "early_stopping_rounds", "target_column", "hyperparameters",
-)
+def attribute_bytes(name: str, value: Any) -> int:
+    """What one attribute costs in a DynamoDB item, as our tables store it (the name counts too).
+
+    Objects and lists are JSON attributes: stored as json.dumps text, whose non-ASCII characters
+    are \\uXXXX escapes (6 bytes each)."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if value is None or isinstance(value, bool):
+        return size + 1
+    if isinstance(value, (int, float)):
+        return size + 21
+    if isinstance(value, str):
+        return size + len(value.encode("utf-8", "surrogatepass"))
+    return size + len(json.dumps(value))
 
 
-def training_config(value: Any, *, with_defaults: bool) -> dict[str, Any]:
-    """Validate a training_config; with_defaults fills train_test_split and random_seed."""
+def check_item_size(values: Mapping[str, Any], limit: int = MAX_ITEM_BYTES, what: str = "record") -> None:
+    """Refuse (413) a record whose item would not fit in DynamoDB, naming its biggest field."""
+    sizes = {name: attribute_bytes(name, value) for name, value in values.items()}
+    total = sum(sizes.values())
+    if total > limit:
+        biggest = max(sizes, key=sizes.__getitem__)
+        raise PayloadTooLarge(
+            f"the {what} would take about {total} bytes, over the limit of {limit} per record "
+            f"(DynamoDB's item limit is {DYNAMODB_ITEM_BYTES}); its largest field is {biggest} "
+            f"({sizes[biggest]} bytes)", field=biggest, limit_bytes=limit)
+
+
+# The schema is one module per deployable (chalicelib/hyperparameters.py here, trainer/hyperparameters.py
+# in the image), held equal by tests/unit/test_hyperparameters_parity.py.
+TRAINING_CONFIG_KEYS = tuple(k for k, spec in hyperparameters.TRAINING_CONFIG.items() if spec.get("api", True))
+
+
+def training_config(value: Any, *, with_defaults: bool, model_type: str | None = None,
+                    where: str = "") -> dict[str, Any]:
+    """Validate a training_config against the trainer's schema; with_defaults fills train_test_split and
+    random_seed. With `model_type`, its hyperparameters are checked too and per-type maxima apply.
+    `where` says what was checked when it is not just the request's field (a merged config)."""
     if value is None:
         value = {}
-    if not isinstance(value, dict):
-        raise InvalidInput("training_config must be a JSON object", field="training_config")
-    reject_unknown(value, TRAINING_CONFIG_KEYS, "training_config")
-    split = _number(value, "train_test_split", integer=False)
-    if split is not None and not 0 < split < 1:
-        raise InvalidInput("training_config.train_test_split must be strictly between 0 and 1",
-                           field="training_config.train_test_split")
-    seed = _number(value, "random_seed", integer=True)
-    if seed is not None and not 0 <= seed < 2**32:
-        raise InvalidInput("training_config.random_seed must be between 0 and 4294967295",
-                           field="training_config.random_seed")
-    for key, integer in (("learning_rate", False), ("batch_size", True), ("max_iterations", True),
-                         ("early_stopping_rounds", True)):
-        number = _number(value, key, integer=integer)
-        if number is not None and number <= 0:
-            raise InvalidInput(f"training_config.{key} must be positive", field=f"training_config.{key}")
-    if "target_column" in value:
-        target = value["target_column"]
-        if not isinstance(target, str) or not target.strip():
-            raise InvalidInput("training_config.target_column must be a non-empty string",
-                               field="training_config.target_column")
-    if "hyperparameters" in value and not isinstance(value["hyperparameters"], dict):
-        raise InvalidInput("training_config.hyperparameters must be a JSON object",
-                           field="training_config.hyperparameters")
+    problem = hyperparameters.config_problem(value, model_type)
+    if problem:
+        field, message = problem
+        raise InvalidInput(f"{message}{where}", field=field)
+    storable(value, "training_config")
     return {**DEFAULT_TRAINING_CONFIG, **value} if with_defaults else dict(value)
 
 

@@ -14,7 +14,8 @@ from typing import Generic, TypeVar
 
 from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord
 from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
-from chalicelib.services.ports import OptimisticModify
+from chalicelib.services.ports import ACTIVE_RUN_STATUSES, OptimisticModify
+from chalicelib.services.validation import MAX_ITEM_BYTES, check_item_size
 
 R = TypeVar("R", bound=Record)
 
@@ -60,6 +61,7 @@ class MemoryRepository(OptimisticModify, Generic[R]):
             return None
 
     def add(self, record: R) -> R:
+        check_item_size(record.values(), MAX_ITEM_BYTES, self.kind)  # as DynamoDB's item limit (the adapter)
         with self._lock:
             if record.key in self.rows:
                 raise Conflict(f"{self.kind} '{record.key}' already exists", field=self.key_name)
@@ -70,6 +72,7 @@ class MemoryRepository(OptimisticModify, Generic[R]):
     def replace(self, record: R) -> R:
         if self.before_replace is not None:
             self.before_replace(record)
+        check_item_size(record.values(), MAX_ITEM_BYTES, self.kind)
         with self._lock:
             current = self.rows.get(record.key)
             if current is None or current.lock_version != record.lock_version:
@@ -126,6 +129,10 @@ class MemoryTrainingRunRepository(MemoryRepository[TrainingRun]):
         with self._lock:
             items = [r for r in self.rows.values() if r.model_id == model_id]
         return self._page("model_id", model_id, items, lambda r: (r.version, r.key), limit, next_token)
+
+    def count_active_in_project(self, project_id: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.rows.values() if r.project_id == project_id and r.status in ACTIVE_RUN_STATUSES)
 
 
 class MemoryRecommendationRepository:

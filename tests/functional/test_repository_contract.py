@@ -14,9 +14,10 @@ import pytest
 from fakes import repositories as memory
 from fakes.records import a_model, a_run, a_storage_config, an_ontology, at
 
-from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord
+from chalicelib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StaleRecord
 from chalicelib.records import MlModel, Ontology, Recommendation, Record
 from chalicelib.services.ports import RETRIES_ON_STALE
+from chalicelib.services.validation import MAX_ITEM_BYTES
 
 
 def uid(prefix: str) -> str:
@@ -150,6 +151,20 @@ def test_replace_after_a_concurrent_delete_fails(repos, kind):
     with pytest.raises(StaleRecord):
         repo.replace(record.but(**dict([kind.ours])))
     assert repo.find(record.key) is None
+
+
+def test_a_record_over_the_item_limit_is_refused_naming_its_biggest_field(repos, kind):
+    repo = getattr(repos, kind.repo)
+    field = kind.ours[0]
+    huge = kind.make(uid("k"), uid("p")).but(**{field: "x" * (MAX_ITEM_BYTES + 1)})
+    with pytest.raises(PayloadTooLarge) as caught:
+        repo.add(huge)
+    assert caught.value.field == field and str(MAX_ITEM_BYTES) in caught.value.message
+    assert repo.find(huge.key) is None
+    stored = repo.add(huge.but(**dict([kind.ours])))
+    with pytest.raises(PayloadTooLarge):
+        repo.replace(repo.get(stored.key).but(**{field: "x" * (MAX_ITEM_BYTES + 1)}))
+    assert repo.get(stored.key).values() == stored.values()
 
 
 def test_replace_of_a_record_never_read_from_the_store_fails(repos, kind, request):
@@ -296,6 +311,26 @@ def test_runs_list_by_model_is_highest_version_first_and_paged(repos):
     with pytest.raises(InvalidInput) as caught:
         repos.runs.list_by_model(other, 2, token)
     assert caught.value.field == "next_token"
+
+
+def test_count_active_in_project_counts_runs_not_yet_ended(repos):
+    project, other = uid("p"), uid("p")
+    for i, status in enumerate(("queued", "submitted", "running", "succeeded", "failed", "cancelled", "running")):
+        repos.runs.add(a_run(uid("r"), project, i, model_id=uid("m"), status=status))
+    repos.runs.add(a_run(uid("r"), other, 0, status="running"))
+    assert repos.runs.count_active_in_project(project) == 4
+    assert repos.runs.count_active_in_project(uid("p")) == 0
+    run = next(r for r in [repos.runs.get(k) for k in _run_keys(repos, project)] if r.status == "queued")
+    repos.runs.replace(run.but(status="succeeded"))  # a run that ends no longer counts
+    assert repos.runs.count_active_in_project(project) == 3
+
+
+def _run_keys(repos, project):
+    if repos.backend == "memory":
+        return [k for k, r in repos.runs.rows.items() if r.project_id == project]
+    from chalicelib.adapters.tables import TrainingRunTable
+
+    return [i.run_id for i in TrainingRunTable.project_status_index.query(project)]
 
 
 def test_count_by_ontology(repos):
