@@ -54,6 +54,17 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
+class TooManyRequests(DomainError):
+    """A per-project limit is reached (concurrent training runs); retry after `retry_after` seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+        self.retry_after = retry_after
+
+
 class UnsupportedMediaType(DomainError):
     status = 415
     code = "unsupported_media_type"

@@ -5,14 +5,19 @@ do not pay for it at cold start.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chalicelib.errors import InvalidInput
+from chalicelib.errors import InvalidInput, PayloadTooLarge
 from chalicelib.naming import XSD, XSD_KINDS, declared_range, kind_of_range, local_name
 
-__all__ = ["INTEGER_XSD", "NUMERIC_XSD", "XSD", "DatatypeProperty", "OntologySummary", "local_name",
-           "parse_turtle", "summarize"]
+__all__ = ["INTEGER_XSD", "NUMERIC_XSD", "MAX_TRIPLES", "XSD", "DatatypeProperty", "OntologySummary",
+           "local_name", "parse_turtle", "summarize"]
+
+# The parse stops at this many triples (413): what an ontology costs to parse and summarise is
+# bounded by it, whatever the Turtle's size (a collection of 240,000 items fits in 300 KB).
+MAX_TRIPLES = 20_000
 
 # The naming and typing rules are shared with the trainer (chalicelib/naming.py).
 NUMERIC_XSD = frozenset(name for name, kind in XSD_KINDS.items() if kind in ("integer", "number"))
@@ -46,6 +51,16 @@ class OntologySummary:
     object_properties: list[dict[str, Any]]
     triples: int
 
+    def to_stored(self) -> dict[str, Any]:
+        """Every field (the column kinds included): what the ontology record keeps, see `from_stored`."""
+        return asdict(self)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> OntologySummary:
+        return cls(classes=list(data["classes"]),
+                   datatype_properties=[DatatypeProperty(**p) for p in data["datatype_properties"]],
+                   object_properties=list(data["object_properties"]), triples=int(data["triples"]))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for prop, raw in zip(self.datatype_properties, data["datatype_properties"], strict=True):
@@ -54,21 +69,42 @@ class OntologySummary:
         return data
 
 
-def parse_turtle(content: str, field_name: str = "content"):
-    """Parse Turtle into an rdflib Graph, or raise InvalidInput naming the line and problem."""
+class _TooManyTriples(Exception):
+    pass
+
+
+def parse_turtle(content: str, field_name: str = "content", max_triples: int = MAX_TRIPLES):
+    """Parse Turtle into an rdflib Graph, or raise InvalidInput naming the line and problem
+    (PayloadTooLarge once it holds more than `max_triples`: the parse stops there)."""
     import rdflib
     from rdflib.plugins.parsers.notation3 import BadSyntax
 
-    graph = rdflib.Graph()
+    class BoundedGraph(rdflib.Graph):
+        added = 0
+
+        def add(self, triple):  # the Turtle parser adds each triple through here
+            self.added += 1
+            if self.added > max_triples:
+                raise _TooManyTriples()
+            return super().add(triple)
+
+    graph = BoundedGraph()
     try:
         graph.parse(data=content, format="turtle")
+    except _TooManyTriples:
+        raise PayloadTooLarge(f"{field_name} holds more than {max_triples} triples; the limit is {max_triples}",
+                              field=field_name, limit=max_triples) from None
     except BadSyntax as exc:
         line = exc.lines + 1
         raise InvalidInput(
             f"{field_name} is not valid Turtle: line {line}: {exc._why}", field=field_name, line=line
         ) from None
     except Exception as exc:  # rdflib raises assorted errors for bad IRIs, prefixes, literals
-        raise InvalidInput(f"{field_name} is not valid Turtle: {exc}", field=field_name) from None
+        # Their messages are Python's or rdflib's internals ("string index out of range"): logged, not returned.
+        logging.getLogger("ml_models.ontology").info("turtle_not_parsed", extra={
+            "field": field_name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise InvalidInput(f"{field_name} is not valid Turtle: check its IRIs, prefixes and literals "
+                           "(rdflib could not read it)", field=field_name) from None
     return graph
 
 

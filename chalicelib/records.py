@@ -76,6 +76,9 @@ class Ontology(Record):
     created_at: str
     updated_at: str
     description: str = ""
+    # The parsed content (chalicelib.ontology.OntologySummary.to_stored()), computed once when the
+    # content is written, so reads never parse it again. Empty on records written before it existed.
+    summary: dict[str, Any] = field(default_factory=dict)
     lock_version: int | None = None
 
 

@@ -8,6 +8,9 @@ The bound, per storage config (whatever the data's size):
   spread evenly over it (one object: 3 ranges; 2 objects: 2 each; 3 or 4 objects: 1 each, from
   byte 0, where the CSV header is), and only the complete lines inside each range are parsed;
 - at most `MAX_ROWS` rows are kept (evenly spaced over those parsed).
+And per request: at most `MAX_STORAGE_CONFIGS_PER_REQUEST` storage configs are sampled and at
+most `MAX_BYTES_PER_REQUEST` bytes read across them (each config's byte budget is
+`bytes_per_storage_config(n)`, `MAX_BYTES` or less when there are many).
 So no request ever loads a whole dataset, and the cost of a recommendation does not grow
 with the data. The row count is estimated from object sizes and the mean bytes per sampled
 row (exact when every object was read whole).
@@ -27,6 +30,8 @@ from typing import Any
 from chalicelib.errors import InvalidInput
 
 MAX_BYTES = 1_000_000
+MAX_STORAGE_CONFIGS_PER_REQUEST = 20
+MAX_BYTES_PER_REQUEST = 8_000_000
 MAX_ROWS = 2_000
 MAX_OBJECTS_SAMPLED = 4
 MAX_OBJECTS_LISTED = 1_000
@@ -44,7 +49,15 @@ BOUND = {
     "max_objects_listed_per_storage_config": MAX_OBJECTS_LISTED,
     "max_ranges_per_object": CHUNKS,
     "max_ranged_gets_per_storage_config": MAX_GETS,
+    "max_storage_configs_per_request": MAX_STORAGE_CONFIGS_PER_REQUEST,
+    "max_bytes_read_per_request": MAX_BYTES_PER_REQUEST,
 }
+
+
+def bytes_per_storage_config(configs: int) -> int:
+    """Each config's byte budget when `configs` are sampled in one request: their sum stays within
+    `MAX_BYTES_PER_REQUEST` (1 MB each up to 8 configs, 400 KB each for 20)."""
+    return min(MAX_BYTES, MAX_BYTES_PER_REQUEST // max(1, configs))
 
 
 @dataclass
@@ -83,8 +96,9 @@ class _Chunk:
     nbytes: int
 
 
-def sample_storage(s3: Any, config: dict[str, Any]) -> Sample:
-    """Sample the storage config's objects within the bound; S3 failures become problems, not errors."""
+def sample_storage(s3: Any, config: dict[str, Any], max_bytes: int = MAX_BYTES) -> Sample:
+    """Sample the storage config's objects within the bound (at most `max_bytes` of them read, no more
+    than `MAX_BYTES`); S3 failures become problems, not errors."""
     from chalicelib.adapters.s3 import parse_s3_uri
 
     sample = Sample(storage_id=config["id"], format=config.get("format", "csv"), uri=config["uri"])
@@ -107,7 +121,7 @@ def sample_storage(s3: Any, config: dict[str, Any]) -> Sample:
             "reader); row count unknown"
         )
         return sample
-    _read_objects(s3, location, objects, sample)
+    _read_objects(s3, location, objects, sample, min(max_bytes, MAX_BYTES))
     return sample
 
 
@@ -117,9 +131,9 @@ def _pick(objects: list, k: int) -> list:
     return [objects[round(i * (len(objects) - 1) / (k - 1))] for i in range(k)]
 
 
-def _read_objects(s3: Any, location: Any, objects: list, sample: Sample) -> None:
+def _read_objects(s3: Any, location: Any, objects: list, sample: Sample, max_bytes: int) -> None:
     chosen = _pick(objects, MAX_OBJECTS_SAMPLED)
-    share = MAX_BYTES // len(chosen)
+    share = max_bytes // len(chosen)
     ranges = min(CHUNKS, max(1, MAX_GETS // len(chosen)))
     rows: list[dict[str, str | None]] = []
     parsed_bytes = lines = 0

@@ -11,6 +11,9 @@ Semantics every implementation keeps:
 - `modify` reads, applies `change`, and writes under that lock, re-reading and
   re-applying on a concurrent write (Conflict after `RETRIES_ON_STALE` tries).
 - `list_by_project` is newest first, paged by an opaque token bound to the project.
+- `count_active_in_project` counts a project's runs in an `ACTIVE_RUN_STATUSES` status with a
+  Query on an index (DynamoDB's is eventually consistent: a run written a moment ago may not be
+  counted yet).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ R = TypeVar("R", bound=Record)
 
 # How often a read-change-write is retried on fresh state before answering 409.
 RETRIES_ON_STALE = 5
+# A run in one of these has not ended (the others: run_settlement.FINAL_RUN_STATUSES).
+ACTIVE_RUN_STATUSES = ("queued", "submitted", "running")
 
 
 class Records(Protocol[R]):
@@ -67,6 +72,8 @@ class TrainingRunRepository(Records[TrainingRun], Protocol):
 
     def list_by_model(self, model_id: str, limit: int,
                       next_token: str | None) -> tuple[list[TrainingRun], str | None]: ...
+
+    def count_active_in_project(self, project_id: str) -> int: ...
 
 
 class RecommendationRepository(Protocol):

@@ -1,9 +1,10 @@
 """Model-type recommendation for a project's ontology: which of the four types to train.
 
-Reads the ontology and a bounded sample of the data bound to it (see
-`chalicelib/recommend/sample.py` for the bound), lets `chalicelib/recommend/engine.py`
-decide, and keeps the last recommendation per project and ontology, which model
-creation uses to mark `is_recommended`.
+Reads the ontology's stored summary and a bounded sample of the data bound to it (see
+`chalicelib/recommend/sample.py` for the bound: at most `MAX_STORAGE_IDS` storage configs, the
+newest when more are bound to the ontology, and `MAX_BYTES_PER_REQUEST` bytes in all), lets
+`chalicelib/recommend/engine.py` decide, and keeps the last recommendation per project and
+ontology, which model creation uses to mark `is_recommended`.
 """
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.recommend.sample import MAX_STORAGE_CONFIGS_PER_REQUEST
 from chalicelib.records import Recommendation, StorageConfig
 from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, utc_now
+from chalicelib.services.ontologies import summary_of
 
 FIELDS = ("project_id", "ontology_id", "storage_ids", "target_column")
-MAX_STORAGE_IDS = 20
+# Storage configs sampled per request: named ones, or the newest of those bound to the ontology.
+MAX_STORAGE_IDS = MAX_STORAGE_CONFIGS_PER_REQUEST
 # Storage configs of a project looked at to find those bound to the ontology.
 MAX_CONFIG_PAGES = 20
 PAGE = 100
@@ -57,34 +61,39 @@ class RecommendService:
         self.clock = clock
 
     def recommend(self, body: Any) -> dict[str, Any]:
-        from chalicelib.ontology import summarize
         from chalicelib.recommend.engine import recommend
-        from chalicelib.recommend.sample import sample_storage
+        from chalicelib.recommend.sample import bytes_per_storage_config, sample_storage
 
         request = parse_request(body)
         ontology = self.ontologies.find(request.ontology_id)
         if ontology is None or ontology.project_id != request.project_id:
             raise NotFound(f"ontology '{request.ontology_id}' does not exist in project '{request.project_id}'",
                            field="ontology_id")
-        summary = summarize(ontology.content)
+        summary = summary_of(ontology)
         if request.target_column is not None:
             names = sorted(p.name for p in summary.datatype_properties)
             if request.target_column not in names:
                 raise InvalidInput(
                     f"target_column '{request.target_column}' is not a datatype property of the ontology "
                     f"(candidates: {', '.join(names) or 'none'})", field="target_column")
-        configs = self._configs(request)
-        samples = [sample_storage(self.s3, config.public()) for config in configs]
+        configs, more_bound = self._configs(request)
+        budget = bytes_per_storage_config(len(configs))
+        samples = [sample_storage(self.s3, config.public(), max_bytes=budget) for config in configs]
         result = recommend(summary, samples, request.target_column)
+        if more_bound:
+            result["data_analysis"]["storage_configs_limited"] = True
+            result["reasoning"] += (f" More than {MAX_STORAGE_IDS} storage configs are bound to this ontology; "
+                                    f"only the {MAX_STORAGE_IDS} newest were sampled (name others in storage_ids).")
         self.recommendations.put(Recommendation(
             project_id=request.project_id, ontology_id=request.ontology_id,
             recommended_type=result["recommended_type"], score=result["score"], result=result,
             created_at=self.clock()))
         return result
 
-    def _configs(self, request: RecommendRequest) -> list[StorageConfig]:
+    def _configs(self, request: RecommendRequest) -> tuple[list[StorageConfig], bool]:
         """The given storage configs (each must be the project's and inside its data location),
-        else those bound to the ontology."""
+        else the `MAX_STORAGE_IDS` newest of those bound to the ontology; and whether more are bound."""
+        more_bound = False
         if request.storage_ids is not None:
             configs = []
             for config_id in request.storage_ids:
@@ -96,12 +105,13 @@ class RecommendService:
                 configs.append(config)
         else:
             bound, token = [], None
-            for _ in range(MAX_CONFIG_PAGES):
+            for _ in range(MAX_CONFIG_PAGES):  # newest first
                 items, token = self.storage_configs.list_by_project(request.project_id, PAGE, token)
                 bound += [c for c in items if c.ontology_id == request.ontology_id]
-                if not token:
+                if not token or len(bound) > MAX_STORAGE_IDS:
                     break
-            configs = sorted(bound, key=lambda c: (c.created_at, c.id))
+            more_bound = len(bound) > MAX_STORAGE_IDS
+            configs = sorted(bound[:MAX_STORAGE_IDS], key=lambda c: (c.created_at, c.id))
         for config in configs:  # a config made before a grant was withdrawn is not read
             self.scope.check(request.project_id, config.uri, field="storage_ids")
-        return configs
+        return configs, more_bound

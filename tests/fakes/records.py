@@ -22,7 +22,9 @@ def a_model(key: str, project: str, created: int = 0, **changes) -> MlModel:
 
 def an_ontology(key: str, project: str, created: int = 0, **changes) -> Ontology:
     return Ontology(id=key, project_id=project, name="Sensors", content="@prefix ex: <http://e/#> .",
-                    created_at=at(created), updated_at=at(created + 1), description="readings").but(**changes)
+                    created_at=at(created), updated_at=at(created + 1), description="readings",
+                    summary={"classes": [], "datatype_properties": [], "object_properties": [], "triples": 1},
+                    ).but(**changes)
 
 
 def a_storage_config(key: str, project: str, created: int = 0, **changes) -> StorageConfig:

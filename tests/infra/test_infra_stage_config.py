@@ -158,4 +158,25 @@ def test_the_app_stack_outputs_what_the_later_steps_take(packages):
         assert outputs["ApiHandlerRoleArn"]["Value"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
         assert "EndpointURL" in outputs
         assert set(package.template["Parameters"]) == {"CallbackBaseUrl", "TrainerImageTag", "AuthIssuer",
-                                                       "AuthAudience", "AuthJwksUrl"}
+                                                       "AuthAudience", "AuthJwksUrl", *THROTTLING}
+
+
+THROTTLING = {"ApiThrottlingRateLimit": 100, "ApiThrottlingBurstLimit": 200, "WebSocketThrottlingRateLimit": 50,
+              "WebSocketThrottlingBurstLimit": 100}
+
+
+def test_both_api_stages_are_throttled_by_parameters_with_defaults(packages):
+    """REST: every resource and method of the stage; WebSocket: every route (DefaultRouteSettings)."""
+    for stage, package in packages.items():
+        template = package.template
+        assert {name: template["Parameters"][name]["Default"] for name in THROTTLING} == THROTTLING, stage
+        rest = template["Resources"]["RestAPI"]
+        assert rest["Type"] == "AWS::Serverless::Api"
+        assert rest["Properties"]["MethodSettings"] == [{
+            "ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"}}], stage
+        websocket = template["Resources"]["WebsocketAPIStage"]
+        assert websocket["Type"] == "AWS::ApiGatewayV2::Stage"
+        assert websocket["Properties"]["DefaultRouteSettings"] == {
+            "ThrottlingRateLimit": {"Ref": "WebSocketThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "WebSocketThrottlingBurstLimit"}}, stage
