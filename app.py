@@ -4,8 +4,10 @@ from chalice import Chalice
 from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training, websocket
 from chalicelib.api.http import guard_request
 from chalicelib.config import MAX_BODY_BYTES, check_lambda_environment
+from chalicelib.observability import configure_logging
 
 check_lambda_environment()  # a deployed stage without a token issuer fails its cold start, loudly
+configure_logging()  # before Chalice(): its own logger then writes the same JSON lines
 
 app = Chalice(app_name="ml-models")
 app.debug = False  # error bodies never carry tracebacks; they are logged instead

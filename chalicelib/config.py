@@ -42,10 +42,16 @@ class Settings:
     # Request one GPU for neural_network Jobs (EKS launcher).
     trainer_gpu: bool = False
     local_max_concurrent_jobs: int = 2
+    # Where the local launcher writes each run's trainer output; "" is .local/runs/ in the repo
+    # (`make run` sets .local/runs/<API port>/, so two stacks on one machine never share a folder).
+    local_run_log_dir: str = ""
     # How long a run may take before it is failed: the Job's activeDeadlineSeconds,
     # plus a grace period for the trainer's own fail report to arrive.
     training_deadline_seconds: int = 6 * 3600
     training_grace_seconds: int = 600
+    # Runs of one project that may be active (queued, submitted, running) at once; the next
+    # train request answers 429 (services/training.py).
+    max_concurrent_runs_per_project: int = 5
     # WebSocket management endpoint (API Gateway); empty disables notifications.
     websocket_endpoint_url: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
@@ -67,6 +73,12 @@ class Settings:
     # The role the API assumes, with a per-run session policy, for each trainer's AWS access.
     trainer_run_role_arn: str = ""
     trainer_credentials_seconds: int = 3600
+    # Every AWS call (DynamoDB, S3, STS, the WebSocket management API): connect and read timeouts
+    # and the total attempts per call, so a dependency that hangs ends the call within
+    # attempts x (connect + read) + backoff (default 2 x (2 + 5) + ~1 = 15 s), inside the 30 s Lambda.
+    aws_connect_timeout_seconds: float = 2.0
+    aws_read_timeout_seconds: float = 5.0
+    aws_max_attempts: int = 2
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +105,9 @@ class Settings:
             trainer_gpu=env.get("TRAINER_GPU", "false").lower() in ("1", "true", "yes"),
             training_deadline_seconds=int(env.get("TRAINING_DEADLINE_SECONDS", defaults.training_deadline_seconds)),
             local_max_concurrent_jobs=int(env.get("LOCAL_MAX_CONCURRENT_JOBS", defaults.local_max_concurrent_jobs)),
+            local_run_log_dir=env.get("LOCAL_RUN_LOG_DIR", defaults.local_run_log_dir),
+            max_concurrent_runs_per_project=int(env.get("MAX_CONCURRENT_RUNS_PER_PROJECT",
+                                                        defaults.max_concurrent_runs_per_project)),
             websocket_endpoint_url=env.get("WEBSOCKET_ENDPOINT_URL", defaults.websocket_endpoint_url),
             auth_mode=env.get("AUTH_MODE", defaults.auth_mode).strip().lower(),
             auth_issuer=env.get("AUTH_ISSUER", defaults.auth_issuer),
@@ -106,6 +121,10 @@ class Settings:
             trainer_run_role_arn=env.get("TRAINER_RUN_ROLE_ARN", defaults.trainer_run_role_arn),
             trainer_credentials_seconds=int(env.get("TRAINER_CREDENTIALS_SECONDS",
                                                     defaults.trainer_credentials_seconds)),
+            aws_connect_timeout_seconds=float(env.get("AWS_CONNECT_TIMEOUT_SECONDS",
+                                                      defaults.aws_connect_timeout_seconds)),
+            aws_read_timeout_seconds=float(env.get("AWS_READ_TIMEOUT_SECONDS", defaults.aws_read_timeout_seconds)),
+            aws_max_attempts=int(env.get("AWS_CALL_MAX_ATTEMPTS", defaults.aws_max_attempts)),
         )
 
     def check(self) -> None:

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from chalicelib.config import Settings
+from chalicelib.observability import EmfRunMetrics, NullRunMetrics
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 
 log = logging.getLogger("ml_models.wiring")
@@ -44,6 +45,8 @@ class Services:
     authenticator: Any
     clock: Clock = utc_now
     ids: IdFactory = new_id
+    # Run counts for CloudWatch (chalicelib/observability.py); tests give a recording twin.
+    metrics: Any = field(default_factory=NullRunMetrics)
     launcher_factory: Callable[[], Any] = field(default=lambda: None)
     credentials_factory: Callable[[], Any] = field(default=lambda: None)
 
@@ -64,8 +67,9 @@ class Services:
             callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
             artifact_prefix=settings.artifact_prefix, region=settings.region,
             endpoint_url=settings.aws_endpoint_url, credentials=self.credentials_factory(),
-            notifier=self.notifier,
+            notifier=self.notifier, metrics=self.metrics,
             deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            max_concurrent_runs=settings.max_concurrent_runs_per_project,
             clock=self.clock, ids=self.ids,
         )
 
@@ -80,16 +84,27 @@ class Services:
 
 
 _services: Services | None = None
-_clients: dict[tuple[str, str, str | None], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _budget(settings: Settings) -> tuple[float, float, int]:
+    return settings.aws_connect_timeout_seconds, settings.aws_read_timeout_seconds, settings.aws_max_attempts
 
 
 def aws_client(settings: Settings, service: str):
-    """One boto3 client per service, region and endpoint for the life of the container."""
-    key = (service, settings.region, settings.aws_endpoint_url)
+    """One boto3 client per service, region, endpoint and time budget for the life of the container.
+
+    Every call has the stage's connect/read timeouts and retry budget (`client_config`), so a
+    dependency that hangs costs at most attempts x (connect + read) + backoff, not botocore's
+    defaults (60 s reads, up to 5 attempts)."""
+    from chalicelib.adapters.aws_faults import client_config
+
+    key = (service, settings.region, settings.aws_endpoint_url, *_budget(settings))
     if key not in _clients:
         import boto3
 
-        _clients[key] = boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+        _clients[key] = boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url,
+                                     config=client_config(settings))
     return _clients[key]
 
 
@@ -97,7 +112,10 @@ def management_client(settings: Settings, endpoint_url: str):
     """The API Gateway Management API client for one WebSocket endpoint (stage URL)."""
     import boto3
 
-    return boto3.client("apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint_url)
+    from chalicelib.adapters.aws_faults import client_config
+
+    return boto3.client("apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint_url,
+                        config=client_config(settings))
 
 
 def build_launcher(settings: Settings) -> Any:
@@ -105,7 +123,8 @@ def build_launcher(settings: Settings) -> Any:
     if settings.launcher == "local":
         from chalicelib.adapters.local_process import LocalProcessLauncher
 
-        return LocalProcessLauncher(max_concurrent=settings.local_max_concurrent_jobs)
+        return LocalProcessLauncher(max_concurrent=settings.local_max_concurrent_jobs,
+                                    log_dir=settings.local_run_log_dir or None)
     if settings.launcher == "eks":
         from chalicelib.adapters.eks import EksJobLauncher, EksLauncherConfig
 
@@ -160,7 +179,7 @@ def dynamo_repositories(settings: Settings) -> Repositories:
 
 def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory = new_id,
                    repos: Repositories | None = None, launcher: Any = None, authenticator: Any = None,
-                   credentials: Any = None, ws_poster: Any = None) -> Services:
+                   credentials: Any = None, ws_poster: Any = None, metrics: Any = None) -> Services:
     """The whole graph. Any collaborator may be given (tests); the rest come from `settings`."""
     from chalicelib.services.access import AccessGuard
     from chalicelib.services.data_scope import DataScope
@@ -179,7 +198,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
                                            settings.websocket_endpoint_url)
     notifier = Notifier(ConnectionStore(), poster, clock=clock, access=access)
     scope = DataScope.from_config(settings.data_buckets, settings.project_data_grants, settings.artifact_bucket)
-    settlement = RunSettlement(repos.models, repos.training_runs, notifier=notifier, clock=clock)
+    metrics = metrics or EmfRunMetrics(stage=settings.stage)
+    settlement = RunSettlement(repos.models, repos.training_runs, notifier=notifier, metrics=metrics, clock=clock)
     return Services(
         settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
         models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
@@ -189,7 +209,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
                                              clock=clock, ids=ids),
         access=access,
         authenticator=authenticator or build_authenticator(settings),
-        clock=clock, ids=ids,
+        clock=clock, ids=ids, metrics=metrics,
         launcher_factory=(lambda: launcher) if launcher is not None else (lambda: build_launcher(settings)),
         credentials_factory=(lambda: credentials) if credentials is not None else (lambda: build_credentials(settings)),
     )

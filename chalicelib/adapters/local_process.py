@@ -6,6 +6,15 @@ table names or keys reach the trainer). It runs at most `max_concurrent` trainer
 once (the rest wait their turn). If a trainer process dies without reporting (killed,
 crashed before it could call back), the launcher reports the failure through the same
 fail callback, with the run's token, so the model never stays in `training`.
+
+The trainer exits 0 only once its complete report was accepted (trainer/main.py), so
+after exit code 0 the launcher reports nothing. After any other code it reports a
+failure; if the trainer had reported one itself that is a no-op, and a 409 (the run
+already ended) is expected and logged at debug level only.
+
+Each run's output goes to `<log_dir>/train-<run id>.log`: `make run` gives every stack
+its own folder (`.local/runs/<API port>/`, or `LOCAL_RUN_LOG_DIR`). The failure reason a
+caller sees never names that path; the launcher's log line does.
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ from chalicelib.adapters.launcher import TrainingJob, job_name
 
 log = logging.getLogger("ml_models.local_launcher")
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LOG_DIR = ROOT / ".local" / "runs"
 
 
 class LocalProcessLauncher:
@@ -35,7 +45,7 @@ class LocalProcessLauncher:
         self.workdir = workdir
         # Where PATH, HOME, locale and the tuning knobs come from (default: this process).
         self.base_environment = os.environ if base_environment is None else base_environment
-        self.log_dir = Path(log_dir or os.path.join(os.environ.get("TMPDIR", "/tmp"), "ml-models-runs"))
+        self.log_dir = Path(log_dir) if log_dir else DEFAULT_LOG_DIR
         self.started: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -55,22 +65,23 @@ class LocalProcessLauncher:
             env = contract.process_environment(job.plain_environment(), job.secret_environment(),
                                                self.base_environment)
             log_path = self.log_dir / f"{name}.log"
+            ids = {"model_id": job.model_id, "run_id": job.run_id}
             with open(log_path, "wb") as out:
                 try:
                     code = subprocess.call([self.python, "-m", "trainer"], cwd=self.workdir, env=env,
                                            stdout=out, stderr=subprocess.STDOUT)
-                except OSError as exc:
-                    code, reason = -1, f"the trainer could not be started: {exc}"
+                except OSError:
+                    log.exception("trainer_not_started", extra={**ids, "python": self.python})
+                    code, reason = -1, "the trainer could not be started"
                 else:
-                    reason = f"the trainer process exited with code {code} without reporting a result (log: {log_path})"
-            log.info(json.dumps({"event": "trainer_exited", "run_id": job.run_id, "model_id": job.model_id,
-                                 "code": code}))
-            # Whatever the exit code: if the trainer reported, this answers 200 (same
-            # outcome) or 409 (already ended) and changes nothing; if not, the run fails.
-            self._report_failure(job, reason)
+                    reason = f"the trainer process exited with code {code} without reporting a result"
+            log.info("trainer_exited", extra={**ids, "code": code, "log": str(log_path)})
+            if code != 0:  # 0: the trainer's complete report was accepted; nothing to add
+                self._report_failure(job, reason)
 
     def _report_failure(self, job: TrainingJob, reason: str) -> None:
-        """Tell the API the run failed; a 409 means the trainer had already reported."""
+        """Tell the API the run failed; a 409 means the run had already ended (the trainer reported)."""
+        ids = {"model_id": job.model_id, "run_id": job.run_id}
         base = job.environment.get(contract.CALLBACK_URL, "").rstrip("/")
         request = urllib.request.Request(
             f"{base}/api/ml-models/{job.model_id}/training/fail",
@@ -82,10 +93,10 @@ class LocalProcessLauncher:
         try:
             urllib.request.urlopen(request, timeout=10).close()
         except urllib.error.HTTPError as exc:
-            if exc.code != 409:
-                log.error(json.dumps({"event": "fail_report_refused", "run_id": job.run_id, "status": exc.code}))
+            level = logging.DEBUG if exc.code == 409 else logging.ERROR
+            log.log(level, "fail_report_refused", extra={**ids, "status": exc.code})
         except OSError as exc:
-            log.error(json.dumps({"event": "fail_report_unreachable", "run_id": job.run_id, "error": str(exc)}))
+            log.error("fail_report_unreachable", extra={**ids, "error": f"{type(exc).__name__}: {exc}"})
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Wait for every started trainer (tests and benchmarks)."""

@@ -4,12 +4,11 @@ app.py registers these with @app.on_ws_* (Chalice wraps app-level handlers into
 Lambda entry points; blueprint-level WebSocket handlers are not). Locally,
 scripts/ws_gateway.py invokes the same entry points with API Gateway-shaped events.
 """
-import json
 import logging
 
-from chalice import Response
-
+from chalicelib.api.http import error_response, with_request_id
 from chalicelib.errors import DomainError
+from chalicelib.observability import bind_request
 from chalicelib.wiring import services
 
 log = logging.getLogger("ml_models.websocket")
@@ -30,21 +29,31 @@ def connect_token(event) -> str | None:
     return headers.get("authorization")
 
 
+def bind_event(event) -> str:
+    """The WebSocket event's request id (and connection) on every line logged while it is handled."""
+    return bind_request(event.to_dict().get("requestContext"), getattr(event, "context", None),
+                        connection_id=event.connection_id)
+
+
 def on_connect(event):
-    """Accept the connection only with a valid token (401 otherwise: API Gateway refuses it)."""
+    """Accept the connection only with a valid token (401 otherwise: API Gateway refuses it);
+    503 with Retry-After when the connection cannot be recorded (DynamoDB unavailable)."""
+    rid = bind_event(event)
     graph = services()
     try:
         principal = graph.authenticator.authenticate(connect_token(event))
+        graph.notifier.connect(event.connection_id, principal)
     except DomainError as exc:
-        log.info(json.dumps({"event": "ws_connect_refused", "status": exc.status, "reason": exc.message}))
-        return Response(body=exc.to_body(), status_code=exc.status, headers={"Content-Type": "application/json"})
-    graph.notifier.connect(event.connection_id, principal)
+        log.info("ws_connect_refused", extra={"status": exc.status, "reason": exc.message})
+        return with_request_id(error_response(exc), rid)
     return None
 
 
 def on_message(event) -> None:
+    bind_event(event)
     services().notifier.handle_message(event.connection_id, event.body, reply_endpoint(event))
 
 
 def on_disconnect(event) -> None:
+    bind_event(event)
     services().notifier.disconnect(event.connection_id)

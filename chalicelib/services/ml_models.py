@@ -80,7 +80,7 @@ class MlModelService:
         name = v.string(body, "name", required=True)
         description = v.string(body, "description", max_len=v.MAX_DESCRIPTION, allow_empty=True) or ""
         model_type = v.choice(body, "type", v.MODEL_TYPES, required=True)
-        config = v.training_config(body.get("training_config"), with_defaults=True)
+        config = v.training_config(body.get("training_config"), with_defaults=True, model_type=model_type)
         metadata = v.json_object(body, "metadata") or {}
         ontology = self.ontologies.find(ontology_id)
         if ontology is None or ontology.project_id != project_id:

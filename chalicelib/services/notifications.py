@@ -18,6 +18,7 @@ from typing import Any
 
 from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore, topic
 from chalicelib.auth.principal import Principal
+from chalicelib.errors import UpstreamUnavailable
 from chalicelib.records import MlModel
 from chalicelib.services.common import utc_now
 
@@ -66,7 +67,7 @@ class Notifier:
             for connection_id in self.store.subscribers([topic("project", project_id), topic("model", model_id)]):
                 delivered += self._send(connection_id, event)
         except Exception:  # noqa: BLE001 — never fail the API call over a notification
-            log.exception(json.dumps({"event": "notify_failed", "model_id": model_id}))
+            log.exception("notify_failed", extra={"model_id": model_id})
         return delivered
 
     def _send(self, connection_id: str, event: dict[str, Any]) -> int:
@@ -74,9 +75,9 @@ class Notifier:
             if self.poster.post(connection_id, event):
                 return 1
             self.store.remove_connection(connection_id)
-            log.info(json.dumps({"event": "connection_gone", "connection_id": connection_id}))
+            log.info("connection_gone", extra={"connection_id": connection_id})
         except Exception:  # noqa: BLE001 — one bad connection must not stop the fan-out
-            log.exception(json.dumps({"event": "post_failed", "connection_id": connection_id}))
+            log.exception("post_failed", extra={"connection_id": connection_id})
         return 0
 
     # ---- the socket's own messages -----------------------------------------------------
@@ -85,13 +86,24 @@ class Notifier:
         self.store.add_connection(connection_id, principal.to_dict(), not_after=principal.expires_at)
 
     def disconnect(self, connection_id: str) -> None:
-        self.store.remove_connection(connection_id)
+        try:
+            self.store.remove_connection(connection_id)
+        except UpstreamUnavailable:  # the records expire with the connection's TTL anyway
+            log.warning("disconnect_cleanup_failed", extra={"connection_id": connection_id})
 
     def handle_message(self, connection_id: str, body: str | None, reply_endpoint: str | None = None) -> None:
-        """Act on a client message and answer it on the same connection."""
-        reply = self._answer(connection_id, body)
-        if not self.poster.post(connection_id, reply, endpoint_url=reply_endpoint):
-            self.store.remove_connection(connection_id)
+        """Act on a client message and answer it on the same connection (never raises over an outage:
+        the client is told to retry, or, if even the reply cannot be sent, the failure is logged)."""
+        try:
+            reply = self._answer(connection_id, body)
+        except UpstreamUnavailable as exc:
+            log.warning("message_failed", extra={"connection_id": connection_id, "reason": exc.message})
+            reply = error(exc.message)
+        try:
+            if not self.poster.post(connection_id, reply, endpoint_url=reply_endpoint):
+                self.store.remove_connection(connection_id)
+        except UpstreamUnavailable as exc:
+            log.warning("reply_failed", extra={"connection_id": connection_id, "reason": exc.message})
 
     def _answer(self, connection_id: str, body: str | None) -> dict[str, Any]:
         if not body or len(body) > MAX_MESSAGE:

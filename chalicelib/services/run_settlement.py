@@ -8,13 +8,13 @@ training service itself.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.errors import Conflict
+from chalicelib.observability import NullRunMetrics, RunMetrics
 from chalicelib.records import MlModel, TrainingRun
 from chalicelib.services.common import Clock, utc_now
 from chalicelib.services.notifications import NullNotifier
@@ -36,10 +36,11 @@ def shift(timestamp: str, seconds: int) -> str:
 
 class RunSettlement:
     def __init__(self, models: ModelRepository, runs: TrainingRunRepository, notifier: Any = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, metrics: RunMetrics | None = None) -> None:
         self.models = models
         self.runs = runs
         self.notifier = notifier or NullNotifier()
+        self.metrics = metrics or NullRunMetrics()
         self.clock = clock
 
     def status_change(self, run: TrainingRun, status: str, note: str) -> TrainingRun:
@@ -92,8 +93,9 @@ class RunSettlement:
             return self.status_change(r, outcome, reason or "trainer reported completion")
 
         self.runs.modify(run_id, end)
-        log.info(json.dumps({"event": f"training_{outcome}", "model_id": model_id, "run_id": run_id,
-                             "reason": reason}))
+        log.info(f"training_{outcome}", extra={"model_id": model_id, "run_id": run_id, "reason": reason})
+        # A run whose job never ran (model_status: put back as it was) was never accepted.
+        self.metrics.run_ended(outcome if model_status is None else "not_submitted", model_id, run_id)
         self.notifier.model_status_changed(updated, "training", run_id)
 
     def abandon(self, model_id: str, run_id: str, status: str, reason: str) -> None:
@@ -107,8 +109,8 @@ class RunSettlement:
             updated = self.while_current(model_id, run_id, leave)
         except Conflict:
             return  # it moved on meanwhile
-        log.warning(json.dumps({"event": "training_abandoned", "model_id": model_id, "run_id": run_id,
-                                "reason": reason}))
+        log.warning("training_abandoned", extra={"model_id": model_id, "run_id": run_id, "reason": reason})
+        self.metrics.run_ended("not_submitted", model_id, run_id)
         self.notifier.model_status_changed(updated, "training", run_id)
 
     def expire_if_overdue(self, model: MlModel) -> MlModel:

@@ -16,17 +16,28 @@ allows exactly that.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-import json
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters.launcher import JobLauncher, TrainingJob
-from chalicelib.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized, UpstreamUnavailable
+from chalicelib.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    UpstreamUnavailable,
+)
+from chalicelib.observability import NullRunMetrics, RunMetrics, bind
 from chalicelib.records import MlModel, Ontology, StorageConfig, TrainingRun
+from chalicelib.services import result_summary
 from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.data_scope import DataScope
@@ -47,6 +58,8 @@ MAX_STORAGE_IDS = 20
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 RUNS_PREFIX = "runs"
+# When a project is at its limit of concurrent runs: the Retry-After of the 429 (runs take minutes).
+CAPACITY_RETRY_AFTER_SECONDS = 60
 
 
 def token_hash(token: str) -> str:
@@ -59,13 +72,33 @@ def bearer_token(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
+def counts_rejections(action: str) -> Callable:
+    """A trainer callback whose refusal (401 bad token, 409 run not current or already ended) is
+    counted (`RunMetrics.callback_rejected`): a rising count is a trainer or a caller to look at."""
+
+    def decorate(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(method)
+        def counted(self: TrainingService, model_id: str, authorization: str | None, run_id: str | None,
+                    body: Any) -> dict[str, Any]:
+            try:
+                return method(self, model_id, authorization, run_id, body)
+            except (Unauthorized, Conflict) as exc:
+                self.metrics.callback_rejected(action, exc.status, model_id, run_id)
+                raise
+
+        return counted
+
+    return decorate
+
+
 class TrainingService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository, runs: TrainingRunRepository,
                  storage_configs: StorageConfigService, launcher: JobLauncher, documents: Any,
                  settlement: RunSettlement, scope: DataScope, *, callback_base_url: str, artifact_bucket: str,
                  artifact_prefix: str, region: str, endpoint_url: str | None = None, credentials: Any = None,
-                 notifier: Any = None, deadline_seconds: int = 6 * 3600 + 600, clock: Clock = utc_now,
-                 ids: IdFactory = new_id) -> None:
+                 notifier: Any = None, metrics: RunMetrics | None = None,
+                 deadline_seconds: int = 6 * 3600 + 600, max_concurrent_runs: int = 5,
+                 clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
         self.ontologies = ontologies
         self.runs = runs
@@ -83,7 +116,9 @@ class TrainingService:
         # Issues per-run AWS credentials (adapters/sts.py); None: the trainer uses its own role.
         self.credentials = credentials
         self.deadline_seconds = deadline_seconds
+        self.max_concurrent_runs = max_concurrent_runs
         self.notifier = notifier or NullNotifier()
+        self.metrics = metrics or NullRunMetrics()
         self.clock = clock
         self.ids = ids
 
@@ -106,9 +141,15 @@ class TrainingService:
         self._check_trainable(model)
         storage = self.storage_configs.resolve(model.project_id, list(dict.fromkeys(storage_ids)))
         ontology = self.ontologies.get(model.ontology_id)
-        config = {**model.training_config, **override}
+        # The run's config (the model's, with this request's keys on top) is what the trainer will check:
+        # check it here against the same schema, so a bad one is a 400 now rather than a failed run.
+        v.training_config(override, with_defaults=False, model_type=model.type)
+        config = v.training_config({**model.training_config, **override}, with_defaults=False, model_type=model.type,
+                                   where=" (in the model's training_config, with this request's keys on top)")
+        self._check_capacity(model.project_id)
 
         run_id = self.ids("run")
+        bind(model_id=model_id, run_id=run_id)  # on every log line of this request from here on
         model, previous_status = self._enter_training(model_id, run_id)
         token = secrets.token_urlsafe(32)
         try:
@@ -122,8 +163,9 @@ class TrainingService:
                                     self.callback_base_url or request_base_url)
         except Exception as exc:
             reason = exc.message if isinstance(exc, DomainError) else "the training job could not be submitted"
-            log.warning(json.dumps({"event": "submission_failed", "model_id": model_id, "run_id": run_id,
-                                    "reason": reason, "error": type(exc).__name__}))
+            # The cause (a botocore or Kubernetes error) is logged; the caller and the record get `reason`.
+            log.warning("submission_failed", extra={"model_id": model_id, "run_id": run_id, "reason": reason,
+                                                    "error": type(exc).__name__}, exc_info=exc)
             self.settlement.finish(model_id, run_id, "failed", reason=f"submission failed: {reason}",
                                    model_status=previous_status)
             if isinstance(exc, DomainError):
@@ -132,8 +174,8 @@ class TrainingService:
                                       run_id=run_id) from exc
         self.runs.modify(run_id, lambda r: self.settlement.status_change(r, "submitted", "job submitted").but(
             job_name=job_name))
-        log.info(json.dumps({"event": "training_submitted", "model_id": model_id, "run_id": run_id,
-                             "job_name": job_name}))
+        log.info("training_submitted", extra={"model_id": model_id, "run_id": run_id, "job_name": job_name})
+        self.metrics.run_accepted(model_id, run_id)
         return self.models.get(model_id).public()
 
     def _launch(self, model: MlModel, run: TrainingRun, ontology: Ontology, storage: list[StorageConfig],
@@ -152,6 +194,21 @@ class TrainingService:
         if model.status in NOT_TRAINABLE:
             raise Conflict(f"model '{model.id}' is {model.status}; training cannot start",
                            field="status", current_status=model.status)
+
+    def _check_capacity(self, project_id: str) -> None:
+        """At most `max_concurrent_runs` active runs per project (429 before the model is touched).
+
+        Checked, not reserved: train requests for different models of one project that arrive
+        together (within the index's propagation, typically well under a second) may each see
+        room, so the limit can be passed by at most the number of such simultaneous requests
+        minus one. One model never has two runs (its own lock, `_enter_training`)."""
+        active = self.runs.count_active_in_project(project_id)
+        if active >= self.max_concurrent_runs:
+            raise TooManyRequests(
+                f"project '{project_id}' has {active} active training runs; the limit is {self.max_concurrent_runs} "
+                "(MAX_CONCURRENT_RUNS_PER_PROJECT): retry when one has ended",
+                field="project_id", retry_after=CAPACITY_RETRY_AFTER_SECONDS, limit=self.max_concurrent_runs,
+                active_runs=active)
 
     def _enter_training(self, model_id: str, run_id: str) -> tuple[MlModel, str]:
         """Move the model into training and allocate the run's version, in one locked write."""
@@ -227,6 +284,7 @@ class TrainingService:
             raise Unauthorized("the bearer token is not valid for this model's training run", field="Authorization")
         return run
 
+    @counts_rejections("complete")
     def complete(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
         run = self.authenticate(model_id, authorization, run_id)
         body = v.require_object(body)
@@ -240,13 +298,17 @@ class TrainingService:
                                field="model_artifact_path", expected=expected)
         if run.status == "succeeded":
             return COMPLETED  # a repeated callback: already recorded
-        self._check_manifest(run, expected)
+        manifest = self._check_manifest(run, expected)
+        # The record keeps at most RECORD_METRICS_BYTES of metrics (a many-class confusion matrix would not fit
+        # a DynamoDB item); what is cut must be whole in the manifest, else 413 naming the field.
+        performance, training = result_summary.for_record(performance, training, manifest, expected + MANIFEST)
         self.settlement.finish(model_id, run.run_id, "succeeded", artifact=expected, performance=performance,
                                training=training)
         return COMPLETED
 
-    def _check_manifest(self, run: TrainingRun, artifact: str) -> None:
-        """The artifact is complete (its manifest is written last) and was made by this run."""
+    def _check_manifest(self, run: TrainingRun, artifact: str) -> dict[str, Any]:
+        """The artifact's manifest: the artifact is complete (its manifest is written last) and was made by this
+        run."""
         key = artifact.removeprefix(f"s3://{self.artifact_bucket}/") + MANIFEST
         manifest = self.documents.get_json(self.artifact_bucket, key, max_bytes=MAX_MANIFEST_BYTES)
         if manifest is None:
@@ -256,7 +318,9 @@ class TrainingService:
         if named != {"run_id": run.run_id, "model_id": run.model_id, "version": run.version}:
             raise Conflict(f"the manifest at {artifact}{MANIFEST} does not name this run ({run.run_id})",
                            field="model_artifact_path")
+        return manifest
 
+    @counts_rejections("fail")
     def fail(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
         run = self.authenticate(model_id, authorization, run_id)
         body = v.require_object(body)
@@ -267,6 +331,7 @@ class TrainingService:
         self.settlement.finish(model_id, run.run_id, "failed", reason=reason)
         return FAILED
 
+    @counts_rejections("credentials")
     def refresh_credentials(self, model_id: str, authorization: str | None, run_id: str | None,
                             body: Any) -> dict[str, Any]:
         """Fresh per-run credentials for a trainer still running (STS sessions last at most an hour)."""
@@ -281,6 +346,7 @@ class TrainingService:
         return {"access_key_id": issued.access_key_id, "secret_access_key": issued.secret_access_key,
                 "session_token": issued.session_token, "expiration": issued.expiration}
 
+    @counts_rejections("progress")
     def progress(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
         """The trainer's per-epoch report: kept in training_metrics and sent to subscribers."""
         run = self.authenticate(model_id, authorization, run_id)

@@ -463,6 +463,7 @@ def test_another_projects_records_are_404_like_unknown_ids(api, issuer, make_mod
         foreign = check(api.request(method, path.format(real_id), body, headers=stranger), method, template, 404)
         unknown = check(api.request(method, path.format(unknown_id), body, headers=stranger), method, template, 404)
         assert real_id in foreign["message"]
+        assert foreign.pop("request_id") != unknown.pop("request_id")  # each request its own
         assert foreign == {**unknown, "message": unknown["message"].replace(unknown_id, real_id)}
 
     mid, oid = model["id"], ontology["id"]

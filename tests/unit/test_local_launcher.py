@@ -63,6 +63,45 @@ def test_a_trainer_that_dies_silently_is_reported_failed(tmp_path, receiver):
     assert call["path"] == "/api/ml-models/model-1/training/fail"
     assert call["auth"] == "Bearer secret-token" and call["run"] == "run-1"
     assert "exited with code 3" in call["body"]["reason"]
+    # The caller sees the reason; the log file's path is for the operator (the launcher's log line).
+    assert str(tmp_path) not in call["body"]["reason"] and "/" not in call["body"]["reason"]
+    assert (tmp_path / "logs" / "train-run-1.log").exists()
+
+
+def test_a_trainer_that_exits_0_has_reported_so_nothing_is_posted(tmp_path, receiver):
+    """trainer/main.py exits 0 only once its complete report was accepted: a fail report after
+    it would only be refused (409) and show up in the log of every successful run."""
+    base, calls = receiver
+    workdir = fake_trainer(tmp_path, "print('training completed')\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    launcher.submit(job(base))
+    launcher.wait_all(30)
+    assert calls == []
+    assert "training completed" in (tmp_path / "logs" / "train-run-1.log").read_text()
+
+
+def test_a_trainer_that_cannot_start_is_reported_without_the_os_message(tmp_path, receiver):
+    base, calls = receiver
+    missing = tmp_path / "no" / "such" / "python"
+    launcher = LocalProcessLauncher(python=str(missing), workdir=tmp_path, log_dir=str(tmp_path / "logs"))
+    launcher.submit(job(base))
+    launcher.wait_all(30)
+    assert [c["body"]["reason"] for c in calls] == ["the trainer could not be started"]
+
+
+def test_each_stack_gets_its_own_run_log_folder_and_local_run_log_dir_moves_it(monkeypatch, tmp_path):
+    from chalicelib.config import Settings
+    from chalicelib.wiring import build_launcher
+    from scripts import local_stack
+
+    monkeypatch.delenv("LOCAL_RUN_LOG_DIR", raising=False)
+    first = local_stack.app_environment(None, 8080, {})["LOCAL_RUN_LOG_DIR"]
+    second = local_stack.app_environment(None, 9000, {})["LOCAL_RUN_LOG_DIR"]
+    assert first != second and first.endswith("/.local/runs/8080")
+    monkeypatch.setenv("LOCAL_RUN_LOG_DIR", str(tmp_path))
+    env = local_stack.app_environment(None, 8080, {})
+    assert env["LOCAL_RUN_LOG_DIR"] == str(tmp_path)
+    assert build_launcher(Settings.from_environ(env)).log_dir == tmp_path
 
 
 def test_the_trainer_gets_the_environment_contract_and_the_token(tmp_path, receiver):

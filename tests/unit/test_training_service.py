@@ -37,7 +37,7 @@ class World:
         self.clock, self.ids, self.notifier = SteppingClock(), CountingIds(), RecordingNotifier()
         self.launcher, self.documents, self.issuer = FakeLauncher(), MemoryDocuments(), FakeCredentialIssuer()
         scope = DataScope(data_buckets=("data",), grants={}, artifact_bucket="artifacts")
-        self.settlement = RunSettlement(self.models, self.runs, self.notifier, self.clock)
+        self.settlement = RunSettlement(self.models, self.runs, self.notifier, clock=self.clock)
         self.service = TrainingService(
             self.models, self.ontologies, self.runs,
             storage_configs=StorageConfigService(self.configs, self.ontologies, FakeS3(), scope, clock=self.clock,
