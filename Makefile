@@ -48,6 +48,8 @@ lint: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) -m scripts.package --stage $(STAGE)
 	$(PY) -m bench.bench_api
+	$(PY) -m bench.bench_faults
+	$(PY) -m bench.bench_fuzz
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_trainer
 	$(PY) -m bench.bench_recommend
