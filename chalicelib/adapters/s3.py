@@ -76,6 +76,30 @@ class S3Store:
         except (ClientError, BotoCoreError, OSError) as exc:
             raise _translate(exc, location) from exc
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under s3://bucket/prefix (a page of at most 1,000 keys per call); how many went.
+
+        `prefix` must end in "/" so that `models/m-1/` never takes `models/m-10/` with it."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix needs a folder prefix ending in '/', not {prefix!r}")
+        deleted = 0
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if not keys:
+                    continue
+                response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                if response.get("Errors"):
+                    raise UpstreamUnavailable(f"{len(response['Errors'])} objects under s3://{bucket}/{prefix} "
+                                              "could not be deleted")
+                deleted += len(keys)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise UpstreamUnavailable(f"could not delete s3://{bucket}/{prefix}; retry shortly") from exc
+        return deleted
+
     def check_readable(self, location: S3Location) -> int:
         """Raise InvalidInput unless the location can be listed and its first object read.
 
@@ -128,6 +152,10 @@ class DocumentStore:
             raise UpstreamUnavailable("could not write the training spec to the artifact bucket; retry shortly"
                                       ) from exc
         return f"s3://{bucket}/{key}"
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete a run's or a model's documents and artifacts (everything under the prefix)."""
+        return self.store.delete_prefix(bucket, prefix)
 
     def get_json(self, bucket: str, key: str, max_bytes: int) -> Any | None:
         """The JSON document at s3://bucket/key; None if there is none (or it is not JSON or too big)."""

@@ -27,14 +27,23 @@ CREATE_FIELDS = ("project_id", "ontology_id", "name", "description", "type", "tr
 UPDATE_FIELDS = ("name", "description", "status", "training_metrics", "performance_metrics", "metadata")
 
 
-def check_transition(current: str, target: str) -> None:
+def current_version(model: MlModel) -> int | None:
+    """The version the model serves: its last trained (or promoted) one; None if it never trained."""
+    return model.version if model.version > 0 and model.model_artifact_path else None
+
+
+def check_transition(current: str, target: str, has_version: bool = False) -> None:
+    """`has_version`: the model has a current version, so a failed retrain may go back to `trained`
+    (a failed run leaves the version it had in place)."""
     if target == current:
         return
-    allowed = USER_TRANSITIONS[current]
+    allowed = USER_TRANSITIONS[current] + (("trained",) if current == "failed" and has_version else ())
     if target not in allowed:
         targets = ", ".join(allowed) if allowed else "none (training ends by itself)"
+        hint = " (failed goes back to trained only with a trained version)" if (current, target) == (
+            "failed", "trained") else ""
         raise Conflict(
-            f"cannot change status from {current} to {target}; allowed from {current}: {targets}",
+            f"cannot change status from {current} to {target}; allowed from {current}: {targets}{hint}",
             field="status",
             current_status=current,
             allowed_statuses=list(allowed),
@@ -62,7 +71,8 @@ class MlModelService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository,
                  recommendations: RecommendationRepository | None = None,
                  overdue: Callable[[MlModel], MlModel] | None = None, notifier: Any = None,
-                 clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
+                 clock: Clock = utc_now, ids: IdFactory = new_id,
+                 remains: Callable[[MlModel], None] | None = None) -> None:
         self.models = models
         self.ontologies = ontologies
         self.clock = clock
@@ -71,6 +81,8 @@ class MlModelService:
         # Settles a training run that is past its deadline (RunSettlement.expire_if_overdue).
         self.overdue = overdue or (lambda model: model)
         self.notifier = notifier or NullNotifier()
+        # Removes a deleted model's runs and artifacts (ModelVersionService.remove_remains), best effort.
+        self.remains = remains or (lambda model: None)
 
     def create(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
@@ -118,7 +130,7 @@ class MlModelService:
             previous["status"] = current.status
             updated = current.but(**changes, updated_at=self.clock())
             if status is not None:
-                check_transition(current.status, status)
+                check_transition(current.status, status, has_version=current_version(current) is not None)
                 updated = updated.but(status=status)
             if patch is not None:
                 updated = updated.but(metadata=v.merge_metadata(current.metadata, patch))
@@ -141,5 +153,6 @@ class MlModelService:
             except StaleRecord:
                 continue
             self.notifier.model_deleted(current)
+            self.remains(current)
             return
         raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="id")

@@ -114,6 +114,8 @@ def _s3(call: AwsCall, acct: Account) -> list[IamRequest]:
         return [IamRequest("s3:ListBucket", bucket, (("s3:prefix", p.get("Prefix", "")),))]
     if call.operation in _S3_OBJECT_OPS:
         return [IamRequest(_S3_OBJECT_OPS[call.operation], f"{bucket}/{p['Key']}")]
+    if call.operation == "DeleteObjects":  # IAM authorizes s3:DeleteObject for each key of the batch
+        return [IamRequest("s3:DeleteObject", f"{bucket}/{o['Key']}") for o in p["Delete"]["Objects"]]
     raise UnmappedCall(f"s3 {call.operation}")
 
 

@@ -142,7 +142,11 @@ def test_the_api_reads_the_data_bucket_the_data_stores_make(stage):
     # Never the artifact bucket's data: only runs/ (specs) and models/ (manifests).
     artifacts = "arn:${AWS::Partition}:s3:::" + env["ARTIFACT_BUCKET"]
     s3_resources = {r for s in policy["Statement"] for r in s["Resource"] if r.startswith(artifacts)}
-    assert s3_resources == {f"{artifacts}/runs/*", f"{artifacts}/models/*"}
+    assert s3_resources == {f"{artifacts}/runs/*", f"{artifacts}/models/*", artifacts}
+    # The bucket itself only to list those two prefixes (deleting a model's artifacts and run specs).
+    listing = [s for s in policy["Statement"] if artifacts in s["Resource"]]
+    assert [(s["Action"], s["Condition"]) for s in listing] == [
+        (["s3:ListBucket"], {"StringLike": {"s3:prefix": ["models/*", "runs/*"]}})]
 
 
 @pytest.mark.parametrize("stage", DEPLOYED)
