@@ -6,9 +6,12 @@ manifest are leftovers of an attempt that never committed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -98,15 +101,20 @@ def ensure_version_is_free(client, location: ArtifactLocation) -> None:
         raise TrainingFailed(f"artifact version {location.uri} already exists; an earlier version is never overwritten")
 
 
-def upload(client, location: ArtifactLocation, files: dict[str, bytes], manifest: dict) -> None:
-    """Model files first, then the manifest, which only succeeds if the version is still free."""
+def upload(client, location: ArtifactLocation, files: dict[str, bytes], manifest: dict,
+           guard: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> None:
+    """Model files first, then the manifest, which only succeeds if the version is still free.
+
+    The manifest is written inside `guard()` (`callback.PublishGate.publishing`: it refuses, with
+    RunEnded, once the run is over or the process is stopping)."""
     for name, body in sorted(files.items()):
         put_file(client, location.bucket, location.key(name), body)
     body = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode()
     if len(body) > READABLE_MANIFEST_BYTES:  # a many-class confusion matrix: one number a line would triple it
         body = json.dumps(manifest, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
-    committed = put_file(
-        client, location.bucket, location.key(MANIFEST), body, if_absent=True, content_type="application/json"
-    )
+    with guard():
+        committed = put_file(
+            client, location.bucket, location.key(MANIFEST), body, if_absent=True, content_type="application/json"
+        )
     if not committed:
         raise TrainingFailed(f"artifact version {location.uri} was committed by another run meanwhile; not overwritten")

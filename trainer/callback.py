@@ -7,15 +7,20 @@ the normal end.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from trainer.errors import RunEnded
 from trainer.logs import get_logger
 
 log = get_logger("callback")
 MAX_BACKOFF = 30.0
+# Answers to a progress report that mean the run is over: ended or superseded (409), or its
+# token no longer known (401: the model and its runs were deleted).
+RUN_ENDED_STATUSES = frozenset({401, 404, 409, 410})
 
 
 class CallbackRejected(Exception):
@@ -86,6 +91,23 @@ class CallbackClient:
         except (requests.RequestException, ValueError) as exc:
             log.info("progress not delivered", extra={"problem": f"{type(exc).__name__}: {exc}"})
 
+    def run_is_current(self, body: dict) -> bool:
+        """A progress report that also asks whether this is still the model's current run: False only when
+        the control plane answers that it is not (RUN_ENDED_STATUSES). Unreachable or 5xx: True, and the
+        complete report's own retries decide (the API never promotes the artifact of a run that is over)."""
+        import requests
+
+        try:
+            response = self.session.post(f"{self.base}/progress", data=json.dumps(body, allow_nan=False),
+                                         headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            log.warning("run check not delivered", extra={"problem": f"{type(exc).__name__}: {exc}"})
+            return True
+        if response.status_code in RUN_ENDED_STATUSES:
+            log.warning("the run has ended", extra={"status": response.status_code, "answer": response.text[:300]})
+            return False
+        return True
+
 
 class Reporter:
     """Sends at most one final report (complete or fail) per process."""
@@ -128,8 +150,10 @@ class ProgressThrottle:
     def __init__(self, client: CallbackClient, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.interval, self.clock = client, interval, clock
         self.last: float | None = None
+        self.latest: dict = {"epoch": 0}  # the last epoch seen, posted or not (what `PublishGate` reports)
 
     def __call__(self, epoch: int, training_loss: float, validation_loss: float) -> None:
+        self.latest = {"epoch": int(epoch)}
         now = self.clock()
         if self.last is not None and now - self.last < self.interval:
             return
@@ -137,3 +161,31 @@ class ProgressThrottle:
         self.client.post_progress(
             {"epoch": int(epoch), "training_loss": float(training_loss), "validation_loss": float(validation_loss)}
         )
+
+
+class PublishGate:
+    """Whether this run may still publish its artifact (a version exists once its manifest does).
+
+    `check()` asks the control plane (`run_is_current`, with the latest progress) and raises RunEnded when
+    the run was cancelled, superseded or failed. `publishing()` checks, then holds the gate while the
+    manifest is written. `shut()` (SIGTERM) takes the gate for the rest of the process: a manifest being
+    written is finished first, none is started after it.
+    """
+
+    def __init__(self, client: CallbackClient, progress: ProgressThrottle) -> None:
+        self.client, self.progress = client, progress
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if not self.client.run_is_current(self.progress.latest):
+            raise RunEnded("the control plane answered that this run has ended (cancelled, superseded or "
+                           "failed); nothing was published")
+
+    @contextlib.contextmanager
+    def publishing(self) -> Iterator[None]:
+        self.check()
+        with self._lock:
+            yield
+
+    def shut(self) -> None:
+        self._lock.acquire()  # never released: the process exits

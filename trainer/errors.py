@@ -16,5 +16,10 @@ class TrainingFailed(Exception):
         self.reason = reason
 
 
+class RunEnded(TrainingFailed):
+    """The control plane says this run is over (cancelled, superseded, or failed by a report): the trainer
+    stops without publishing its artifact and without a report of its own (any would be refused)."""
+
+
 class ArtifactError(Exception):
     """An artifact cannot be loaded safely (missing file, sha256 mismatch, untrusted type)."""

@@ -2,7 +2,8 @@
 
 settings -> spec -> data (S3 or synthetic) -> train_and_evaluate -> files + manifest
 -> upload -> complete callback. Any failure, and SIGTERM, ends in exactly one fail
-report and a non-zero exit code.
+report and a non-zero exit code. A run the control plane has ended (cancelled, superseded)
+publishes nothing: the trainer asks right before it writes (`PublishGate`).
 """
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ import signal
 import sys
 import threading
 
-from trainer.callback import CallbackClient, ProgressThrottle, Reporter
+from trainer.callback import CallbackClient, ProgressThrottle, PublishGate, Reporter
 from trainer.config import Settings, partial_identity
-from trainer.errors import TrainingFailed
+from trainer.errors import RunEnded, TrainingFailed
 from trainer.logs import configure, get_logger
 
 EXIT_FAILED = 1
 EXIT_BAD_ENVIRONMENT = 2
 EXIT_SIGTERM = 143
 SIGTERM_REPORT_ATTEMPTS = 3
+CANCELLED_REASON = "cancelled: terminated by SIGTERM"
 
 log = get_logger("main")
 
@@ -42,9 +44,14 @@ def main() -> int:
         timeout=settings.callback_timeout,
     )
     reporter = Reporter(client)
-    _report_fail_on_sigterm(reporter)
+    progress = ProgressThrottle(client, settings.progress_interval)
+    gate = PublishGate(client, progress)
+    _report_fail_on_sigterm(reporter, gate)
     try:
-        artifact_uri, result = run(settings, ProgressThrottle(client, settings.progress_interval))
+        artifact_uri, result = run(settings, progress, gate)
+    except RunEnded as exc:  # cancelled or superseded: the API ended the run and refuses any report
+        log.warning("run ended by the control plane; stopping without publishing", extra={"reason": exc.reason})
+        return EXIT_FAILED
     except TrainingFailed as exc:
         reason = exc.reason
         log.error("training failed", extra={"reason": reason})
@@ -61,8 +68,11 @@ def main() -> int:
     return EXIT_FAILED
 
 
-def run(settings: Settings, on_epoch) -> tuple[str, object]:
-    """Everything between the environment and the final report; returns (artifact URI, TrainingResult)."""
+def run(settings: Settings, on_epoch, gate: PublishGate) -> tuple[str, object]:
+    """Everything between the environment and the final report; returns (artifact URI, TrainingResult).
+
+    Before writing anything, and again right before the manifest, `gate` asks the control plane whether the
+    run is still current (a cancelled or failed run publishes nothing: RunEnded)."""
     from trainer.artifacts import ArtifactLocation, build_manifest, ensure_version_is_free, upload
     from trainer.credentials import aws_session
     from trainer.ontology import choose_target, parse_columns
@@ -100,7 +110,8 @@ def run(settings: Settings, on_epoch) -> tuple[str, object]:
     result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch)
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)
-    upload(s3, location, files, manifest)
+    gate.check()
+    upload(s3, location, files, manifest, guard=gate.publishing)
     log.info("artifact written", extra={"artifact": location.uri, "files": sorted(files)})
     return location.uri, result
 
@@ -139,8 +150,11 @@ def _raise_terminated(signum, frame) -> None:
     raise TrainingFailed("terminated by SIGTERM before training finished")
 
 
-def _report_fail_on_sigterm(reporter: Reporter) -> None:
-    """Block SIGTERM in every thread and wait for it in one: works even while the main thread is in C code."""
+def _report_fail_on_sigterm(reporter: Reporter, gate: PublishGate) -> None:
+    """Block SIGTERM in every thread and wait for it in one: works even while the main thread is in C code.
+
+    SIGTERM is how a run is cancelled (its Job deleted, or the local process terminated): from then on
+    nothing is published (`gate.shut()`; a manifest already being written is finished first)."""
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the handler runs between bytecodes of the main thread
         signal.signal(signal.SIGTERM, _raise_terminated)
         return
@@ -148,9 +162,10 @@ def _report_fail_on_sigterm(reporter: Reporter) -> None:
 
     def wait() -> None:
         signal.sigwait({signal.SIGTERM})
-        log.error("SIGTERM received; reporting failure")
-        reporter.fail("terminated by SIGTERM (pod deleted, evicted or timed out) before training finished",
-                      attempts=SIGTERM_REPORT_ATTEMPTS)
+        log.error("SIGTERM received; publishing nothing, reporting failure")
+        gate.shut()
+        reporter.fail(f"{CANCELLED_REASON} (the run was cancelled, or its pod deleted, evicted or timed out) "
+                      "before training finished", attempts=SIGTERM_REPORT_ATTEMPTS)
         logging.shutdown()
         sys.stderr.flush()
         os._exit(0 if reporter.outcome == "completed" else EXIT_SIGTERM)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import trainer_contract as contract
-from chalicelib.adapters.launcher import TrainingJob, job_name
+from chalicelib.adapters.launcher import STUCK_REASONS, JobState, TrainingJob, job_name
 from chalicelib.errors import DomainError, UpstreamFailed, UpstreamUnavailable
 
 log = logging.getLogger("ml_models.eks")
@@ -81,6 +81,8 @@ class EksLauncherConfig:
     ttl_seconds_after_finished: int = 24 * 3600
     # Size cap of the writable /tmp (the root filesystem is read-only).
     tmp_size_limit: str = "10Gi"
+    # SIGTERM to SIGKILL when the pod is deleted (a cancel): time for the trainer's cancelled report.
+    termination_grace_seconds: int = 30
     image_pull_policy: str = "IfNotPresent"
     # Where boto3 sends EKS/STS requests; None means the real AWS endpoints.
     endpoint_url: str | None = None
@@ -185,6 +187,7 @@ def _container(job: TrainingJob, config: EksLauncherConfig) -> dict[str, Any]:
 def _pod_spec(job: TrainingJob, config: EksLauncherConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": config.termination_grace_seconds,
         "serviceAccountName": config.service_account,
         # The trainer never talks to the Kubernetes API. IRSA / Pod Identity mount
         # their own AWS token, independently of this flag.
@@ -258,6 +261,70 @@ def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: 
         },
         "stringData": _secret_data(job),
     }
+
+
+# ---- reading a Job's state (pure) --------------------------------------------------
+
+# The label the Job controller puts on the pods it makes.
+JOB_NAME_LABEL = "job-name"
+
+
+def _true_conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return {c.get("type"): c for c in conditions if c.get("status") == "True"}
+
+
+def _container_states(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    return [{"name": s.get("name", ""), **(s.get("state") or {})} for s in statuses]
+
+
+def _oom_killed(pods: list[Mapping[str, Any]]) -> JobState | None:
+    for pod in pods:
+        for state in _container_states(pod):
+            terminated = state.get("terminated") or {}
+            if terminated.get("reason") == "OOMKilled":
+                return JobState("failed", "OOMKilled", f"container {state['name']} was killed for exceeding its "
+                                f"memory limit (exit code {terminated.get('exitCode')})")
+    return None
+
+
+def _stuck(pods: list[Mapping[str, Any]]) -> JobState | None:
+    for pod in pods:
+        for state in _container_states(pod):
+            waiting = state.get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                return JobState("pending", waiting["reason"], str(waiting.get("message") or ""))
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                    and condition.get("reason") == "Unschedulable"):
+                return JobState("pending", "Unschedulable", str(condition.get("message") or ""))
+    return None
+
+
+def job_state(job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> JobState:
+    """A Job's state from the Job and its pods (as the API serialises them: camelCase dicts).
+
+    The Job's own conditions decide first (Failed: DeadlineExceeded, BackoffLimitExceeded; Complete);
+    a container killed for memory is named as such (its Job says only BackoffLimitExceeded). A pod that
+    is waiting for a reason that will not go away (STUCK_REASONS) is reported as pending with it: a Job
+    does not fail a pod that never starts."""
+    conditions = _true_conditions(job)
+    oom = _oom_killed(pods)
+    if "Failed" in conditions:
+        failed = conditions["Failed"]
+        return oom or JobState("failed", str(failed.get("reason") or "Failed"), str(failed.get("message") or ""))
+    if "Complete" in conditions:
+        return JobState("succeeded", "Complete")
+    if oom is not None:
+        return oom
+    stuck = _stuck(pods)
+    if stuck is not None:
+        return stuck
+    if any((pod.get("status") or {}).get("phase") == "Running" for pod in pods):
+        return JobState("running")
+    return JobState("pending")
 
 
 # ---- reaching the cluster ---------------------------------------------------------
@@ -453,6 +520,20 @@ class EksJobLauncher:
              model_id=job.model_id, run_id=job.run_id, job_created=created)
         return name
 
+    def inspect(self, name: str) -> JobState:
+        """The Job `name` and its pods, read with one fresh token (`job_state`); "missing" on 404."""
+        access = self._cluster_access()
+        with _closing(self._api_client_factory(access)) as api_client:
+            return _KubeSession(api_client, self.config, None, access).job_state(name)
+
+    def cancel(self, job_name: str, grace_seconds: int) -> None:
+        """Stop a run's Job (see `_KubeSession.cancel_job`); raises UpstreamUnavailable / UpstreamFailed."""
+        access = self._cluster_access()
+        with _closing(self._api_client_factory(access)) as api_client:
+            _KubeSession(api_client, self.config, None, access).cancel_job(job_name, grace_seconds)
+        _log(logging.INFO, "training_job_cancelled", job=job_name, namespace=self.config.namespace,
+             grace_seconds=grace_seconds)
+
     def _default_api_client(self, access: ClusterAccess) -> Any:
         import urllib3
         from kubernetes import client
@@ -499,16 +580,20 @@ def _aws_client(service: str, config: EksLauncherConfig) -> Any:
 class _KubeSession:
     """The Kubernetes calls of one submission, with errors translated to domain errors."""
 
-    def __init__(self, api_client: Any, config: EksLauncherConfig, job: TrainingJob, access: ClusterAccess) -> None:
+    def __init__(self, api_client: Any, config: EksLauncherConfig, job: TrainingJob | None,
+                 access: ClusterAccess) -> None:
+        """`job`: the run being submitted (None for calls that only name a Job, like a cancel)."""
         from kubernetes import client
 
+        self._api_client = api_client
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._config = config
         self._namespace = config.namespace
         self._timeout = (config.connect_timeout_seconds, config.read_timeout_seconds)
-        self._secrets = [s for s in (*job.secret_environment().values(), access.token) if s]
-        self._log_fields = {"model_id": job.model_id, "run_id": job.run_id}
+        job_secrets = job.secret_environment().values() if job is not None else ()
+        self._secrets = [s for s in (*job_secrets, access.token) if s]
+        self._log_fields = {"model_id": job.model_id, "run_id": job.run_id} if job is not None else {}
 
     def ensure(self, kind: str, manifest: dict[str, Any]) -> tuple[str, bool]:
         """Create the object, or adopt an existing one of the same run; returns (uid, created)."""
@@ -551,6 +636,36 @@ class _KubeSession:
         except DomainError as exc:
             _log(logging.ERROR, "training_job_cleanup_failed", job=name, namespace=self._namespace,
                  reason=exc.message, **self._log_fields)
+
+    def job_state(self, name: str) -> JobState:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            with self._translated(f"read Job {self._namespace}/{name}", passthrough=404):
+                job = self._batch.read_namespaced_job(name, self._namespace, _request_timeout=self._timeout)
+        except ApiException:  # 404
+            return JobState("missing", "NotFound", f"Job {self._namespace}/{name} does not exist")
+        with self._translated(f"list the pods of Job {self._namespace}/{name}"):
+            pods = self._core.list_namespaced_pod(self._namespace, label_selector=f"{JOB_NAME_LABEL}={name}",
+                                                  _request_timeout=self._timeout).items
+        serialise = self._api_client.sanitize_for_serialization
+        return job_state(serialise(job), [serialise(pod) for pod in pods])
+
+    def cancel_job(self, name: str, grace_seconds: int) -> None:
+        """Delete the Job so its pod gets SIGTERM and `grace_seconds` before SIGKILL; a Job already gone is fine.
+
+        Foreground: the Job stays visible (with a deletionTimestamp) until its pods are gone, so a
+        reader of the cluster sees the run still stopping; its token Secret goes with it (ownerReference)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            with self._translated(f"delete Job {self._namespace}/{name}", passthrough=404):
+                self._batch.delete_namespaced_job(
+                    name, self._namespace, propagation_policy="Foreground", grace_period_seconds=grace_seconds,
+                    _request_timeout=self._timeout,
+                )
+        except ApiException:  # 404: nothing left to stop
+            _log(logging.INFO, "training_job_already_gone", job=name, namespace=self._namespace)
 
     @contextlib.contextmanager
     def _translated(self, action: str, passthrough: int | None = None) -> Iterator[None]:

@@ -44,6 +44,34 @@ class TrainingJob:
         return secret
 
 
+JOB_PHASES = ("pending", "running", "succeeded", "failed", "missing")
+# Why a pod that is still pending will not start by itself (the reconciler fails its run after the
+# start deadline): the image cannot be pulled, its configuration (a Secret key) is missing, no node fits.
+STUCK_REASONS = ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "Unschedulable")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as its launcher sees it: `phase` (one of JOB_PHASES), and why (a Kubernetes reason such as
+    ImagePullBackOff, DeadlineExceeded or OOMKilled, and its message)."""
+
+    phase: str
+    reason: str = ""
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.phase not in JOB_PHASES:
+            raise ValueError(f"JobState.phase must be one of {JOB_PHASES}, not {self.phase!r}")
+
+    @property
+    def stuck(self) -> bool:
+        """Pending for a reason that will not go away by waiting."""
+        return self.phase == "pending" and self.reason in STUCK_REASONS
+
+    def describe(self) -> str:
+        return f"{self.reason}: {self.message}" if self.message else self.reason
+
+
 class JobLauncher(Protocol):
     def submit(self, job: TrainingJob) -> str:
         """Start the job and return its name.
@@ -51,6 +79,20 @@ class JobLauncher(Protocol):
         Raises chalicelib.errors.UpstreamUnavailable when the system cannot be reached
         and UpstreamFailed when it refused (401/403, rejected spec). Submitting the
         same run twice is not an error.
+        """
+        ...
+
+    def inspect(self, job_name: str) -> JobState:
+        """What the system knows of the job now (the reconciler's view; `phase` "missing" if it has none).
+
+        Raises UpstreamUnavailable / UpstreamFailed as `submit` does."""
+        ...
+
+    def cancel(self, job_name: str, grace_seconds: int) -> None:
+        """Stop the job: the trainer gets SIGTERM, then `grace_seconds` to report before it is killed.
+
+        A job that has already ended (or is unknown) is not an error. Raises like `submit`
+        when the system cannot be reached or refuses.
         """
         ...
 

@@ -10,7 +10,8 @@ fail callback, with the run's token, so the model never stays in `training`.
 The trainer exits 0 only once its complete report was accepted (trainer/main.py), so
 after exit code 0 the launcher reports nothing. After any other code it reports a
 failure; if the trainer had reported one itself that is a no-op, and a 409 (the run
-already ended) is expected and logged at debug level only.
+already ended) is expected and logged at debug level only. `cancel` stops a trainer as a
+Kubernetes Job deletion does (SIGTERM, SIGKILL after the grace period) and reports nothing.
 
 Each run's output goes to `<log_dir>/train-<run id>.log`: `make run` gives every stack
 its own folder (`.local/runs/<API port>/`, or `LOCAL_RUN_LOG_DIR`). The failure reason a
@@ -28,9 +29,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from chalicelib import trainer_contract as contract
-from chalicelib.adapters.launcher import TrainingJob, job_name
+from chalicelib.adapters.launcher import JobState, TrainingJob, job_name
 
 log = logging.getLogger("ml_models.local_launcher")
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,11 @@ class LocalProcessLauncher:
         self.base_environment = os.environ if base_environment is None else base_environment
         self.log_dir = Path(log_dir) if log_dir else DEFAULT_LOG_DIR
         self.started: dict[str, threading.Thread] = {}
+        # The live trainer process of each job, and the jobs asked to stop (`cancel`).
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.cancelled: set[str] = set()
+        # How each finished trainer exited (`inspect`, for the reconciler).
+        self.exit_codes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def submit(self, job: TrainingJob) -> str:
@@ -68,16 +75,60 @@ class LocalProcessLauncher:
             ids = {"model_id": job.model_id, "run_id": job.run_id}
             with open(log_path, "wb") as out:
                 try:
-                    code = subprocess.call([self.python, "-m", "trainer"], cwd=self.workdir, env=env,
-                                           stdout=out, stderr=subprocess.STDOUT)
+                    code = self._call(name, env, out)
                 except OSError:
                     log.exception("trainer_not_started", extra={**ids, "python": self.python})
                     code, reason = -1, "the trainer could not be started"
                 else:
                     reason = f"the trainer process exited with code {code} without reporting a result"
             log.info("trainer_exited", extra={**ids, "code": code, "log": str(log_path)})
-            if code != 0:  # 0: the trainer's complete report was accepted; nothing to add
+            with self._lock:
+                self.exit_codes[name] = code
+            # 0: the trainer's complete report was accepted; cancelled: the API has already settled the run.
+            if code != 0 and name not in self.cancelled:
                 self._report_failure(job, reason)
+
+    def _call(self, name: str, env: Mapping[str, str], out: Any) -> int:
+        """Run the trainer to its end (a job cancelled before its turn never starts)."""
+        with self._lock:
+            if name in self.cancelled:
+                return -1
+            process = subprocess.Popen([self.python, "-m", "trainer"], cwd=self.workdir, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT)
+            self.processes[name] = process
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self.processes.pop(name, None)
+
+    def cancel(self, job_name: str, grace_seconds: int) -> None:
+        """SIGTERM the job's trainer, SIGKILL it if it still runs after `grace_seconds` (never blocks).
+
+        A job still waiting for a slot never starts; an unknown or finished job is left alone."""
+        with self._lock:
+            self.cancelled.add(job_name)
+            process = self.processes.get(job_name)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        killer = threading.Timer(grace_seconds, lambda: process.poll() is None and process.kill())
+        killer.daemon = True
+        killer.start()
+        log.info("trainer_cancelled", extra={"job": job_name, "pid": process.pid, "grace_seconds": grace_seconds})
+
+    def inspect(self, job_name: str) -> JobState:
+        """The job as this process knows it: one it never started (or started before a restart) is missing."""
+        with self._lock:
+            code = self.exit_codes.get(job_name)
+            started, live = job_name in self.started, job_name in self.processes
+        if code == 0:
+            return JobState("succeeded", "Completed")
+        if code is not None:
+            return JobState("failed", "Error", f"the trainer process exited with code {code}")
+        if live:
+            return JobState("running")
+        return JobState("pending") if started else JobState("missing", "NotFound", f"no trainer {job_name} here")
 
     def _report_failure(self, job: TrainingJob, reason: str) -> None:
         """Tell the API the run failed; a 409 means the run had already ended (the trainer reported)."""

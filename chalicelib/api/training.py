@@ -34,6 +34,11 @@ def get_run(model_id, run_id):
     return services().training.get_run(model_id, run_id)
 
 
+@user_route(bp, "/api/ml-models/{model_id}/training/cancel", methods=("POST",), status=202, access=writes(MODEL))
+def cancel_training(model_id):
+    return services().training.cancel(model_id, request_body(bp))
+
+
 @callback_route(bp, "/api/ml-models/{model_id}/training/complete")
 def training_complete(model_id):
     headers = bp.current_request.headers

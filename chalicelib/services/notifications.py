@@ -19,7 +19,7 @@ from typing import Any
 from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore, topic
 from chalicelib.auth.principal import Principal
 from chalicelib.errors import UpstreamUnavailable
-from chalicelib.records import MlModel
+from chalicelib.records import MlModel, TrainingRun
 from chalicelib.services.common import utc_now
 
 log = logging.getLogger("ml_models.notifications")
@@ -53,9 +53,22 @@ class Notifier:
             "at": self.clock(),
         })
 
+    def model_version_promoted(self, model: MlModel, previous_version: int | None) -> None:
+        self.publish(model.project_id, model.id, {
+            "event": "model.version_promoted", "model_id": model.id, "project_id": model.project_id,
+            "version": model.version, "previous_version": previous_version,
+            "model_artifact_path": model.model_artifact_path, "status": model.status, "at": self.clock(),
+        })
+
     def training_progress(self, model: MlModel, run_id: str, progress: dict[str, Any]) -> None:
         self.publish(model.project_id, model.id, {
             "event": "training.progress", "model_id": model.id, "run_id": run_id, **progress,
+        })
+
+    def training_cancelled(self, run: TrainingRun) -> None:
+        self.publish(run.project_id, run.model_id, {
+            "event": "training.cancelled", "model_id": run.model_id, "project_id": run.project_id,
+            "run_id": run.run_id, "status": run.status, "at": self.clock(),
         })
 
     def publish(self, project_id: str, model_id: str, event: dict[str, Any]) -> int:
@@ -168,5 +181,11 @@ class NullNotifier:
     def model_deleted(self, model: MlModel) -> None:
         pass
 
+    def model_version_promoted(self, model: MlModel, previous_version: int | None) -> None:
+        pass
+
     def training_progress(self, model: MlModel, run_id: str, progress: dict[str, Any]) -> None:
+        pass
+
+    def training_cancelled(self, run: TrainingRun) -> None:
         pass

@@ -2,7 +2,9 @@
 
 The trainer's callbacks, a failed submission, the local launcher noticing a dead
 trainer and reads noticing a run past its deadline all end a run here, and only
-for the model's current run (`while_current`). Reading a model (MlModelService)
+for the model's current run (`while_current`). A cancel takes the model out of the
+run first (`begin_cancel`), so nothing the run reports afterwards is accepted, then
+ends the run once its job was told to stop (`end_cancel`). Reading a model (MlModelService)
 receives `expire_if_overdue` from the composition root, so it never needs the
 training service itself.
 """
@@ -97,6 +99,40 @@ class RunSettlement:
         # A run whose job never ran (model_status: put back as it was) was never accepted.
         self.metrics.run_ended(outcome if model_status is None else "not_submitted", model_id, run_id)
         self.notifier.model_status_changed(updated, "training", run_id)
+
+    def begin_cancel(self, model_id: str, run_id: str) -> MlModel:
+        """A cancel's first step: the model back to the status it had before the run, no longer pointing at
+        it (one locked write, so no late callback of the run can settle or promote anything after it), then
+        the run `cancelling`. Its version and artifact never moved (only success moves them). 409 unless
+        `run_id` is the model's current run."""
+        run = self.runs.get(run_id)
+        if run.status in FINAL_RUN_STATUSES:
+            raise Conflict(f"training run '{run_id}' already ended as {run.status}", field="run_id",
+                           run_status=run.status)
+        updated = self.while_current(model_id, run_id, lambda model: model.but(
+            status=run.previous_model_status, training_task_id="", updated_at=self.clock()))
+        self.runs.modify(run_id, lambda r: r if r.status in FINAL_RUN_STATUSES else self.status_change(
+            r, "cancelling", "cancel requested"))
+        log.info("training_cancelling", extra={"model_id": model_id, "run_id": run_id,
+                                               "model_status": updated.status})
+        self.notifier.model_status_changed(updated, "training", run_id)
+        return updated
+
+    def end_cancel(self, run_id: str, note: str = "the job was stopped") -> TrainingRun:
+        """A cancel's last step, once the job was asked to stop: the run `cancelled` (a no-op if it is not
+        `cancelling`). The reconciler ends a cancel whose job could not be reached the same way."""
+        ended: dict[str, bool] = {}
+
+        def end(r: TrainingRun) -> TrainingRun:
+            ended["here"] = r.status == "cancelling"  # re-applied on a concurrent write: the last answer counts
+            return self.status_change(r, "cancelled", note) if ended["here"] else r
+
+        run = self.runs.modify(run_id, end)
+        if ended.get("here"):
+            log.info("training_cancelled", extra={"model_id": run.model_id, "run_id": run_id})
+            self.metrics.run_ended("cancelled", run.model_id, run_id)
+            self.notifier.training_cancelled(run)
+        return run
 
     def abandon(self, model_id: str, run_id: str, status: str, reason: str) -> None:
         """Take the model out of a run that has no run record (so `finish` cannot end it)."""

@@ -1,6 +1,8 @@
 """Training runs: accepting a train request, launching the trainer, and its callbacks.
 
-A run moves queued → submitted → running → succeeded | failed (or cancelled).
+A run moves queued → submitted → running → succeeded | failed, or from any of the first
+three → cancelling → cancelled (`cancel`: the model goes back to the status it had before
+the run at the first arrow, then the job is told to stop).
 The model record is the source of truth for "what is training now": it moves
 into `training` with one optimistic-locked write that also allocates the run's
 version number, so of N concurrent requests exactly one wins. Every way out of
@@ -25,7 +27,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.adapters.launcher import JobLauncher, TrainingJob
+from chalicelib.adapters.launcher import JobLauncher, TrainingJob, job_name
 from chalicelib.errors import (
     Conflict,
     DomainError,
@@ -50,7 +52,7 @@ from chalicelib.trainer_contract import trainer_environment
 log = logging.getLogger("ml_models.training")
 
 NOT_TRAINABLE = ("training", "archived", "deprecated")
-RUN_STATUSES = ("queued", "submitted", "running", "succeeded", "failed", "cancelled")
+RUN_STATUSES = ("queued", "submitted", "running", "cancelling", "succeeded", "failed", "cancelled")
 COMPLETED = {"status": "training completed"}
 FAILED = {"status": "training failed"}
 MAX_REASON = 2000
@@ -98,6 +100,7 @@ class TrainingService:
                  artifact_prefix: str, region: str, endpoint_url: str | None = None, credentials: Any = None,
                  notifier: Any = None, metrics: RunMetrics | None = None,
                  deadline_seconds: int = 6 * 3600 + 600, max_concurrent_runs: int = 5,
+                 cancel_grace_seconds: int = 30,
                  clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
         self.ontologies = ontologies
@@ -117,6 +120,8 @@ class TrainingService:
         self.credentials = credentials
         self.deadline_seconds = deadline_seconds
         self.max_concurrent_runs = max_concurrent_runs
+        # SIGTERM to SIGKILL for a cancelled trainer (as the EKS pod's terminationGracePeriodSeconds).
+        self.cancel_grace_seconds = cancel_grace_seconds
         self.notifier = notifier or NullNotifier()
         self.metrics = metrics or NullRunMetrics()
         self.clock = clock
@@ -172,8 +177,10 @@ class TrainingService:
                 raise
             raise UpstreamUnavailable("the training job could not be submitted; retry shortly", field="model_id",
                                       run_id=run_id) from exc
-        self.runs.modify(run_id, lambda r: self.settlement.status_change(r, "submitted", "job submitted").but(
-            job_name=job_name))
+        submitted = self.runs.modify(run_id, lambda r: (self.settlement.status_change(
+            r, "submitted", "job submitted") if r.status == "queued" else r).but(job_name=job_name))
+        if submitted.status == "cancelling":  # cancelled while it was being submitted: stop what just started
+            self._stop_job(submitted)
         log.info("training_submitted", extra={"model_id": model_id, "run_id": run_id, "job_name": job_name})
         self.metrics.run_accepted(model_id, run_id)
         return self.models.get(model_id).public()
@@ -258,6 +265,39 @@ class TrainingService:
         root = f"{self.artifact_prefix}/" if self.artifact_prefix else ""
         return f"s3://{self.artifact_bucket}/{root}{run.model_id}/v{run.version}/"
 
+    # ---- the cancel route ------------------------------------------------------------
+
+    def cancel(self, model_id: str, body: Any) -> dict[str, Any]:
+        """Stop the model's current run: the model back as it was before the run, then its job stopped.
+
+        The job is asked to stop only after the model has left the run, so whatever the trainer reports
+        while it stops is refused (409) and none of its output is ever promoted. A launcher that cannot
+        be reached leaves the run `cancelling` (logged); the model is already out of training."""
+        if body is not None:
+            v.reject_unknown(v.require_object(body), ())
+        model = self.models.get(model_id)
+        if model.status != "training" or not model.training_task_id:
+            raise Conflict(f"model '{model_id}' is {model.status}, not training: there is no run to cancel",
+                           field="status", current_status=model.status)
+        run_id = model.training_task_id
+        bind(model_id=model_id, run_id=run_id)
+        if self.runs.find(run_id) is None:  # its record was never written, so nothing was started
+            self.settlement.abandon(model_id, run_id, "failed", "the training run was never recorded")
+            return self.models.get(model_id).public()
+        updated = self.settlement.begin_cancel(model_id, run_id)
+        self._stop_job(self.runs.get(run_id))
+        return updated.public()
+
+    def _stop_job(self, run: TrainingRun) -> None:
+        """Ask the launcher to stop the run's job, then end the run; on failure it stays `cancelling`."""
+        try:
+            self.launcher.cancel(run.job_name or job_name(run.run_id), self.cancel_grace_seconds)
+            self.settlement.end_cancel(run.run_id)
+        except Exception as exc:  # noqa: BLE001 — the model is out of training already; log and leave
+            reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
+            log.warning("cancel_incomplete", extra={"model_id": run.model_id, "run_id": run.run_id,
+                                                    "reason": reason}, exc_info=exc)
+
     # ---- runs ------------------------------------------------------------------------
 
     def list_runs(self, model_id: str, limit: str | None, next_token: str | None) -> dict[str, Any]:
@@ -320,6 +360,25 @@ class TrainingService:
                            field="model_artifact_path")
         return manifest
 
+    def complete_from_manifest(self, run: TrainingRun) -> bool:
+        """Complete `run` from its artifact's manifest, as the complete callback would have (the reconciler:
+        the job succeeded but no callback arrived). False if no valid manifest there names the run; Conflict
+        (from `finish`) if the run ended meanwhile."""
+        expected = self.artifact_uri(run)
+        try:
+            manifest = self._check_manifest(run, expected)
+            performance = v.finite_metrics(manifest.get("performance_metrics") or {}, "performance_metrics")
+            training = v.finite_metrics(manifest.get("training_metrics") or {}, "training_metrics")
+        except (Conflict, InvalidInput) as exc:
+            log.warning("manifest_unusable", extra={"model_id": run.model_id, "run_id": run.run_id,
+                                                    "reason": exc.message})
+            return False
+        # The manifest holds every field whole, so the record's summary never has to refuse one.
+        performance, training = result_summary.for_record(performance, training, manifest, expected + MANIFEST)
+        self.settlement.finish(run.model_id, run.run_id, "succeeded", artifact=expected, performance=performance,
+                               training=training)
+        return True
+
     @counts_rejections("fail")
     def fail(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
         run = self.authenticate(model_id, authorization, run_id)
@@ -340,6 +399,10 @@ class TrainingService:
             v.reject_unknown(v.require_object(body), ())
         if run.status in FINAL_RUN_STATUSES:
             raise Conflict(f"training run '{run.run_id}' already ended as {run.status}", field="run_id")
+        model = self.models.get(model_id)
+        if model.status != "training" or model.training_task_id != run.run_id:  # cancelled: it is stopping
+            raise Conflict(f"training run '{run.run_id}' is not the current run of model '{model_id}'",
+                           field="run_id", current_status=model.status)
         if self.credentials is None:
             raise Conflict("this stage issues no per-run credentials", field="run_id")
         issued = self._issue_credentials(run)

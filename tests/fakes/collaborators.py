@@ -47,8 +47,14 @@ class RecordingNotifier:
     def model_deleted(self, model) -> None:
         self.events.append(("deleted", model.id))
 
+    def model_version_promoted(self, model, previous_version: int | None) -> None:
+        self.events.append(("promoted", model.id, previous_version, model.version))
+
     def training_progress(self, model, run_id: str, progress: dict[str, Any]) -> None:
         self.events.append(("progress", model.id, run_id, dict(progress)))
+
+    def training_cancelled(self, run) -> None:
+        self.events.append(("cancelled", run.model_id, run.run_id))
 
 
 class MemoryDocuments:
@@ -63,6 +69,12 @@ class MemoryDocuments:
 
     def get_json(self, bucket: str, key: str, max_bytes: int) -> Any | None:
         return copy.deepcopy(self.objects.get((bucket, key)))
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        gone = [k for k in self.objects if k[0] == bucket and k[1].startswith(prefix)]
+        for k in gone:
+            del self.objects[k]
+        return len(gone)
 
 
 class FakeCredentialIssuer:

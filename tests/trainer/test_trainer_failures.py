@@ -182,5 +182,22 @@ def test_sigterm_ends_in_one_fail_report(customers, s3, moto_server, receiver):
 
     assert process.returncode == 143, stderr[-2000:]
     [fail] = receiver.delivered("fail")
-    assert "SIGTERM" in fail["body"]["reason"]
+    assert "SIGTERM" in fail["body"]["reason"] and fail["body"]["reason"].startswith("cancelled")
     assert receiver.calls("complete") == []
+    assert s3.list_objects_v2(Bucket=ARTIFACT_BUCKET, Prefix=f"models/{model_id}/").get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("status", [409, 401])
+def test_a_run_the_api_says_has_ended_publishes_nothing_and_reports_nothing(customers, s3, moto_server,
+                                                                           receiver_factory, status):
+    """A cancelled (or superseded) run: its progress report right before publishing is refused."""
+    receiver = receiver_factory(status_for={"progress": status})
+    model_id, run_id = new_ids()
+    spec = make_spec(model_id, run_id, "decision_tree", CUSTOMER_TTL, _storage("customers/"), CONFIG)
+
+    done = run_trainer(trainer_env(moto_server, receiver, spec))
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert list(receiver.calls("progress")[-1]["body"]) == ["epoch"]  # the check right before publishing
+    assert receiver.calls("complete") == [] and receiver.calls("fail") == []
+    assert s3.list_objects_v2(Bucket=ARTIFACT_BUCKET, Prefix=f"models/{model_id}/").get("KeyCount") == 0

@@ -316,6 +316,59 @@ def test_progress_is_throttled_and_never_raises():
     assert len(session.posts) == 2
 
 
+def test_the_publish_gate_stops_only_when_the_api_says_the_run_is_over():
+    import threading
+
+    from trainer.callback import PublishGate
+    from trainer.errors import RunEnded
+
+    client, session, _ = client_with([200, 409, 401, 500, "down", 200])  # the first: epoch 1's progress
+    throttle = ProgressThrottle(client, interval=1000.0, clock=lambda: 0.0)
+    throttle(1, 0.5, 0.5)
+    throttle(2, 0.4, 0.4)  # throttled, but still the latest epoch
+    gate = PublishGate(client, throttle)
+    for _ in range(2):  # cancelled or superseded (409); token gone with the model (401)
+        with pytest.raises(RunEnded, match="nothing was published"):
+            gate.check()
+    gate.check()  # 500: the API decides at the complete report
+    gate.check()  # unreachable: likewise
+    with gate.publishing():
+        pass
+    assert [p["url"].rsplit("/", 1)[1] for p in session.posts] == ["progress"] * 6
+    assert session.posts[-1]["body"] == {"epoch": 2}
+
+    gate.shut()  # SIGTERM: nothing is published after it
+    published = threading.Event()
+
+    def publish() -> None:
+        with gate.publishing():
+            published.set()
+
+    threading.Thread(target=publish, daemon=True).start()
+    assert not published.wait(0.3)
+
+
+def test_upload_writes_the_manifest_inside_the_guard_and_not_when_it_refuses(s3):
+    import contextlib
+
+    from trainer_helpers import ARTIFACT_BUCKET
+
+    from trainer.artifacts import ArtifactLocation, upload
+    from trainer.errors import RunEnded
+
+    location = ArtifactLocation.for_version(ARTIFACT_BUCKET, "unit-guard", "model-guard", 1)
+
+    @contextlib.contextmanager
+    def refuse():
+        raise RunEnded("cancelled")
+        yield
+
+    with pytest.raises(RunEnded):
+        upload(s3, location, {"model.skops": b"x"}, {"run_id": "r"}, guard=refuse)
+    listed = s3.list_objects_v2(Bucket=ARTIFACT_BUCKET, Prefix=location.prefix).get("Contents", [])
+    assert [o["Key"] for o in listed] == [location.key("model.skops")]  # files without a manifest: no version
+
+
 # --- artifacts ----------------------------------------------------------------------------------------------------
 
 def test_loader_verifies_sha256_and_refuses_untrusted_types(s3, wine):

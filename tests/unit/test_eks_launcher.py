@@ -442,6 +442,43 @@ def test_a_job_left_behind_when_cleanup_fails_does_not_hide_the_first_error(kube
         launcher.submit(make_job())
 
 
+# ---- cancel ------------------------------------------------------------------------------
+
+
+def test_cancel_deletes_the_job_in_the_foreground_with_a_grace_period(kube, launcher):
+    job = make_job()
+    name = launcher.submit(job)
+
+    launcher.cancel(name, 25)
+
+    assert kube.objects("jobs", NS) == {}
+    [delete] = [r for r in kube.requests if r.method == "DELETE"]
+    assert (delete.resource, delete.name) == ("jobs", name)
+    assert "propagationPolicy=Foreground" in delete.path and "gracePeriodSeconds=25" in delete.path
+    assert delete.authorization == f"Bearer {API_TOKEN}"
+
+
+def test_the_pod_gets_the_configured_grace_between_sigterm_and_sigkill(kube):
+    launcher = EksJobLauncher(make_config(termination_grace_seconds=45),
+                              cluster_access=lambda: ClusterAccess(host=kube.url, token=API_TOKEN))
+    launcher.submit(make_job())
+    assert only(kube.objects("jobs", NS))["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+
+
+def test_cancel_of_a_job_already_gone_is_not_an_error(kube, launcher):
+    launcher.cancel(job_name("01HZXRUN0009"), 30)
+    assert [r.method for r in kube.requests] == ["DELETE"]
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, UpstreamUnavailable), (403, UpstreamFailed)])
+def test_a_cancel_the_api_refuses_says_so(kube, launcher, status, error):
+    name = launcher.submit(make_job())
+    kube.fail_next(status, method="DELETE", resource="jobs")
+    with pytest.raises(error, match="delete Job"):
+        launcher.cancel(name, 30)
+    assert list(kube.objects("jobs", NS)) == [name]
+
+
 # ---- the manifests against the Kubernetes schemas ------------------------------------
 
 

@@ -182,3 +182,62 @@ def test_submit_is_idempotent_and_concurrency_is_bounded(tmp_path, receiver):
     launcher.wait_all(60)
     counts = [int(x) for x in peak.read_text().split()]
     assert len(counts) == 5 and max(counts) <= 2
+
+
+def wait_for(path, timeout: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_cancel_sends_sigterm_and_the_launcher_reports_nothing(tmp_path, receiver):
+    base, calls = receiver
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+    # A trainer that records the SIGTERM it gets (as trainer/main.py handles it) and exits non-zero.
+    workdir = fake_trainer(tmp_path, "import signal, sys, time\n"
+                           f"def stop(*_): open({str(stopped)!r}, 'w').close(); sys.exit(1)\n"
+                           "signal.signal(signal.SIGTERM, stop)\n"
+                           f"open({str(started)!r}, 'w').close()\n"
+                           "time.sleep(60)\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    name = launcher.submit(job(base))
+    wait_for(started)
+
+    launcher.cancel(name, 10)
+    launcher.wait_all(20)
+
+    assert stopped.exists() and not launcher.started[name].is_alive()
+    assert calls == []  # the API settled the run when it asked for the cancel
+
+
+def test_a_trainer_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, receiver):
+    base, calls = receiver
+    started = tmp_path / "started"
+    workdir = fake_trainer(tmp_path, "import signal, time\n"
+                           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                           f"open({str(started)!r}, 'w').close()\n"
+                           "time.sleep(60)\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
+    name = launcher.submit(job(base))
+    wait_for(started)
+
+    launcher.cancel(name, 1)
+    launcher.wait_all(20)
+
+    assert not launcher.started[name].is_alive() and calls == []
+
+
+def test_a_job_cancelled_before_its_turn_never_starts_and_an_unknown_one_is_ignored(tmp_path, receiver):
+    base, calls = receiver
+    ran = tmp_path / "ran"
+    workdir = fake_trainer(tmp_path, f"open({str(ran)!r}, 'a').write('x')\n")
+    launcher = LocalProcessLauncher(max_concurrent=1, python=sys.executable, workdir=workdir,
+                                    log_dir=str(tmp_path / "logs"))
+    launcher.cancel("train-nobody", 5)
+    launcher.cancel("train-run-1", 5)
+    launcher.submit(job(base))
+    launcher.wait_all(20)
+    assert not ran.exists() and calls == []

@@ -248,3 +248,60 @@ def test_credentials_are_refreshed_only_while_the_run_lasts(world):
         world.service.refresh_credentials(MODEL, world.auth(), "run-1", None)
     assert caught.value.field == "run_id"
     assert len(world.issuer.requests) == 2
+
+
+# ---- cancel ------------------------------------------------------------------------------
+
+
+def test_cancel_puts_the_model_back_and_stops_the_job_after_it_left_the_run(world):
+    world.start()
+    world.notifier.events.clear()
+    cancelled = world.service.cancel(MODEL, None)
+    assert (cancelled["status"], cancelled["training_task_id"], cancelled["version"]) == ("draft", "", 0)
+    assert world.launcher.cancels == [("train-run-1", 30)]
+    run = world.runs.get("run-1")
+    assert [h["status"] for h in run.status_history] == ["queued", "submitted", "cancelling", "cancelled"]
+    assert world.notifier.events == [("status", MODEL, "training", "draft", "run-1"),
+                                     ("cancelled", MODEL, "run-1")]
+    world.write_manifest("run-1")
+    for late in (lambda: world.complete(),
+                 lambda: world.service.fail(MODEL, world.auth(), "run-1", {"reason": "cancelled"}),
+                 lambda: world.service.progress(MODEL, world.auth(), "run-1", {"epoch": 3}),
+                 lambda: world.service.refresh_credentials(MODEL, world.auth(), "run-1", None)):
+        with pytest.raises(Conflict):
+            late()
+    assert world.models.get(MODEL).public() == cancelled and world.runs.get("run-1") == run
+
+
+def test_a_launcher_that_cannot_cancel_leaves_the_run_cancelling_and_the_model_out_of_training(world):
+    world.start()
+    world.launcher.cancel_refuse_with = UpstreamFailed("the cluster forbids it")
+    assert world.service.cancel(MODEL, {})["status"] == "draft"
+    assert world.runs.get("run-1").status == "cancelling"
+    with pytest.raises(Conflict):  # the trainer, still running, is refused
+        world.service.progress(MODEL, world.auth(), "run-1", {"epoch": 1})
+    world.settlement.end_cancel("run-1", "the job is gone")  # what the reconciler does once it is
+    assert world.runs.get("run-1").status == "cancelled"
+    assert ("cancelled", MODEL, "run-1") in world.notifier.events
+
+
+def test_a_cancel_while_the_run_is_being_submitted_stops_the_job_it_submitted(world):
+    original = world.launcher.submit
+
+    def submit_during_a_cancel(job):
+        name = original(job)
+        world.service.cancel(MODEL, None)  # arrives before the run is marked submitted
+        return name
+
+    world.launcher.submit = submit_during_a_cancel
+    world.start()
+    assert world.runs.get("run-1").status == "cancelled" and world.models.get(MODEL).status == "draft"
+    assert world.launcher.cancels[-1] == ("train-run-1", 30)
+
+
+def test_cancel_of_a_model_not_training_names_its_status(world):
+    with pytest.raises(Conflict) as caught:
+        world.service.cancel(MODEL, None)
+    assert (caught.value.field, caught.value.details["current_status"]) == ("status", "draft")
+    with pytest.raises(InvalidInput):
+        world.service.cancel(MODEL, {"force": True})
