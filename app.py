@@ -1,7 +1,7 @@
 """The ML Models control plane: a Chalice app. It wires blueprints; the logic lives in chalicelib."""
-from chalice import Chalice
+from chalice import Chalice, Rate
 
-from chalicelib.api import ml_models, ontologies, recommend, storage_configs, training, websocket
+from chalicelib.api import ml_models, ontologies, recommend, reconcile, storage_configs, training, versions, websocket
 from chalicelib.api.http import guard_request
 from chalicelib.config import MAX_BODY_BYTES, check_lambda_environment
 from chalicelib.observability import configure_logging
@@ -18,11 +18,17 @@ app.register_blueprint(recommend.bp)
 app.register_blueprint(ontologies.bp)
 app.register_blueprint(storage_configs.bp)
 app.register_blueprint(training.bp)
+app.register_blueprint(versions.bp)
 
 
 @app.middleware("http")
 def json_errors_and_limits(event, get_response):
     return guard_request(event, get_response, MAX_BODY_BYTES)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile_runs(event):
+    return reconcile.on_schedule(event.context)
 
 
 @app.on_ws_connect()

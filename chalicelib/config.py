@@ -49,6 +49,14 @@ class Settings:
     # plus a grace period for the trainer's own fail report to arrive.
     training_deadline_seconds: int = 6 * 3600
     training_grace_seconds: int = 600
+    # The reconciler (services/reconciler.py): a run whose pod cannot start (ImagePullBackOff,
+    # Unschedulable, ...) this long after acceptance is failed; one still queued with no job this long
+    # after acceptance was never submitted. Each sweep settles at most `reconcile_max_runs` runs and
+    # stops starting new ones after `reconcile_budget_seconds` (the scheduled Lambda has 30 s).
+    training_start_deadline_seconds: int = 600
+    training_submission_grace_seconds: int = 300
+    reconcile_max_runs: int = 100
+    reconcile_budget_seconds: float = 20.0
     # Runs of one project that may be active (queued, submitted, running) at once; the next
     # train request answers 429 (services/training.py).
     max_concurrent_runs_per_project: int = 5
@@ -104,6 +112,12 @@ class Settings:
             trainer_service_account=env.get("TRAINER_SERVICE_ACCOUNT", defaults.trainer_service_account),
             trainer_gpu=env.get("TRAINER_GPU", "false").lower() in ("1", "true", "yes"),
             training_deadline_seconds=int(env.get("TRAINING_DEADLINE_SECONDS", defaults.training_deadline_seconds)),
+            training_start_deadline_seconds=int(env.get("TRAINING_START_DEADLINE_SECONDS",
+                                                        defaults.training_start_deadline_seconds)),
+            training_submission_grace_seconds=int(env.get("TRAINING_SUBMISSION_GRACE_SECONDS",
+                                                          defaults.training_submission_grace_seconds)),
+            reconcile_max_runs=int(env.get("RECONCILE_MAX_RUNS", defaults.reconcile_max_runs)),
+            reconcile_budget_seconds=float(env.get("RECONCILE_BUDGET_SECONDS", defaults.reconcile_budget_seconds)),
             local_max_concurrent_jobs=int(env.get("LOCAL_MAX_CONCURRENT_JOBS", defaults.local_max_concurrent_jobs)),
             local_run_log_dir=env.get("LOCAL_RUN_LOG_DIR", defaults.local_run_log_dir),
             max_concurrent_runs_per_project=int(env.get("MAX_CONCURRENT_RUNS_PER_PROJECT",

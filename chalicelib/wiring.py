@@ -9,6 +9,7 @@ are built on first use so routes that never need them do not import them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,6 +48,8 @@ class Services:
     ids: IdFactory = new_id
     # Run counts for CloudWatch (chalicelib/observability.py); tests give a recording twin.
     metrics: Any = field(default_factory=NullRunMetrics)
+    # A model's versions: list, promote, and removal with the model (services/versions.py).
+    versions: Any = None
     launcher_factory: Callable[[], Any] = field(default=lambda: None)
     credentials_factory: Callable[[], Any] = field(default=lambda: None)
 
@@ -72,6 +75,20 @@ class Services:
             max_concurrent_runs=settings.max_concurrent_runs_per_project,
             clock=self.clock, ids=self.ids,
         )
+
+    @cached_property
+    def reconciler(self) -> Any:
+        """Settles active runs from the cluster (the scheduled `reconcile` function)."""
+        from chalicelib.services.reconciler import Reconciler
+
+        settings = self.settings
+        return Reconciler(self.repos.training_runs, self.launcher, self.settlement,
+                          self.training.complete_from_manifest,
+                          start_deadline_seconds=settings.training_start_deadline_seconds,
+                          submission_grace_seconds=settings.training_submission_grace_seconds,
+                          cancel_grace_seconds=self.training.cancel_grace_seconds,
+                          max_runs=settings.reconcile_max_runs, budget_seconds=settings.reconcile_budget_seconds,
+                          clock=self.clock)
 
     @cached_property
     def recommend(self) -> Any:
@@ -200,10 +217,18 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
     scope = DataScope.from_config(settings.data_buckets, settings.project_data_grants, settings.artifact_bucket)
     metrics = metrics or EmfRunMetrics(stage=settings.stage)
     settlement = RunSettlement(repos.models, repos.training_runs, notifier=notifier, metrics=metrics, clock=clock)
+    from chalicelib.adapters.s3 import DocumentStore
+    from chalicelib.services.versions import ModelVersionService
+
+    versions = ModelVersionService(repos.models, repos.training_runs, DocumentStore(repos.s3),
+                                   artifact_bucket=settings.artifact_bucket, artifact_prefix=settings.artifact_prefix,
+                                   notifier=notifier, clock=clock)
     return Services(
         settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
         models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
-                              overdue=settlement.expire_if_overdue, notifier=notifier, clock=clock, ids=ids),
+                              overdue=settlement.expire_if_overdue, notifier=notifier, clock=clock, ids=ids,
+                              remains=versions.remove_remains),
+        versions=versions,
         ontologies=OntologyService(repos.ontologies, repos.models, clock=clock, ids=ids),
         storage_configs=StorageConfigService(repos.storage_configs, repos.ontologies, repos.s3, scope,
                                              clock=clock, ids=ids),
@@ -215,10 +240,17 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
     )
 
 
+_building = threading.Lock()
+
+
 def services() -> Services:
+    """The container's one graph. Built once even when threads race for it (the local server is
+    threaded, and the local reconciler's timer shares the graph and its launcher's process table)."""
     global _services
     if _services is None:
-        _services = build_services(Settings.from_environ())
+        with _building:
+            if _services is None:
+                _services = build_services(Settings.from_environ())
     return _services
 
 

@@ -1,16 +1,40 @@
-"""`chalice local`, with a listen backlog large enough for concurrent clients.
+"""`chalice local`, with a listen backlog large enough for concurrent clients, and the reconciler's timer.
 
 The stdlib HTTPServer behind `chalice local` listens with a backlog of 5, so a
 burst of simultaneous connections (20 concurrent train requests, a benchmark)
 gets "connection reset by peer" before the app sees it. API Gateway has no
 such limit; this raises the local one and otherwise runs the Chalice CLI as is.
+
+`chalice local` does not run `@app.schedule` functions; in AWS the reconciler runs
+every minute. Here a daemon thread in the same process (where the local launcher
+keeps its trainer processes) runs the same handler every LOCAL_RECONCILE_SECONDS
+(default 30; 0 turns it off).
 """
+import logging
+import os
 import sys
+import threading
 
 from chalice.cli import main
 from chalice.local import ThreadedHTTPServer
 
 ThreadedHTTPServer.request_queue_size = 256
+log = logging.getLogger("ml_models.local_reconciler")
+
+
+def reconcile_every(seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(seconds):
+        try:
+            from chalicelib.api import reconcile
+
+            reconcile.on_schedule()
+        except Exception:  # noqa: BLE001 — a failed sweep is retried at the next tick, as in AWS
+            log.exception("local reconcile sweep failed")
+
 
 if __name__ == "__main__":
+    period = float(os.environ.get("LOCAL_RECONCILE_SECONDS", "30") or 0)
+    if period > 0:
+        threading.Thread(target=reconcile_every, args=(period, threading.Event()), name="reconciler",
+                         daemon=True).start()
     sys.exit(main())

@@ -267,10 +267,35 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable, TrainingRun]):
         return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
 
     @dynamo_call
+    def find_version(self, model_id: str, version: int) -> TrainingRun | None:
+        for item in self.table.model_index.query(model_id, self.table.version == version, limit=1):
+            return self._record(item)
+        return None
+
+    @dynamo_call
+    def delete_by_model(self, model_id: str) -> int:
+        """Batch deletes (25 a request, PynamoDB's batch) of the runs a Query on the model index finds."""
+        deleted = 0
+        with self.table.batch_write() as batch:
+            for item in self.table.model_index.query(model_id, attributes_to_get=[self.key_name]):
+                batch.delete(self.table(item.run_id))
+                deleted += 1
+        return deleted
+
+    @dynamo_call
     def count_active_in_project(self, project_id: str) -> int:
         """One keys-only Query per active status on the project/status index (never a Scan)."""
         index = self.table.project_status_index
         return sum(index.count(project_id, self.table.status == status) for status in ACTIVE_RUN_STATUSES)
+
+    @dynamo_call
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[TrainingRun], str | None]:
+        """Runs in `status`, least recently updated first: a Query on the status index (never a Scan)."""
+        shape = {self.key_name: "S", "status": "S", "updated_at": "S"}
+        start = decode_token(next_token, ("status", status), shape) if next_token else None
+        results = self.table.status_index.query(status, limit=limit, last_evaluated_key=start)
+        return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
 
 
 class RecommendationRepository:

@@ -127,6 +127,18 @@ class RunsByProjectStatusIndex(GlobalSecondaryIndex):
     status = UnicodeAttribute(range_key=True)
 
 
+class RunsByStatusIndex(GlobalSecondaryIndex):
+    """Runs in one status across projects, least recently changed first: what the reconciler sweeps
+    (services/reconciler.py). Only the active statuses are ever queried."""
+
+    class Meta:
+        index_name = "status-updated_at-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
 class TrainingRunTable(Model):
     class Meta:
         table_name = "ml-training-runs"
@@ -156,6 +168,7 @@ class TrainingRunTable(Model):
 
     model_index = RunsByModelIndex()
     project_status_index = RunsByProjectStatusIndex()
+    status_index = RunsByStatusIndex()
 
 
 class RecommendationTable(Model):

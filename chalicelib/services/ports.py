@@ -11,6 +11,10 @@ Semantics every implementation keeps:
 - `modify` reads, applies `change`, and writes under that lock, re-reading and
   re-applying on a concurrent write (Conflict after `RETRIES_ON_STALE` tries).
 - `list_by_project` is newest first, paged by an opaque token bound to the project.
+- `find_version` is the model's run of that version (None if there is none); `delete_by_model`
+  removes every run of a model (unconditionally: the model record is gone first) and says how many.
+- `list_by_status` lists runs in one status across projects, least recently updated first, paged by
+  a token bound to the status (a Query on an index, eventually consistent like the count below).
 - `count_active_in_project` counts a project's runs in an `ACTIVE_RUN_STATUSES` status with a
   Query on an index (DynamoDB's is eventually consistent: a run written a moment ago may not be
   counted yet).
@@ -28,7 +32,8 @@ R = TypeVar("R", bound=Record)
 # How often a read-change-write is retried on fresh state before answering 409.
 RETRIES_ON_STALE = 5
 # A run in one of these has not ended (the others: run_settlement.FINAL_RUN_STATUSES).
-ACTIVE_RUN_STATUSES = ("queued", "submitted", "running")
+# `cancelling`: the model has left the run, but its job may still be stopping (it counts until it is gone).
+ACTIVE_RUN_STATUSES = ("queued", "submitted", "running", "cancelling")
 
 
 class Records(Protocol[R]):
@@ -74,6 +79,13 @@ class TrainingRunRepository(Records[TrainingRun], Protocol):
                       next_token: str | None) -> tuple[list[TrainingRun], str | None]: ...
 
     def count_active_in_project(self, project_id: str) -> int: ...
+
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[TrainingRun], str | None]: ...
+
+    def find_version(self, model_id: str, version: int) -> TrainingRun | None: ...
+
+    def delete_by_model(self, model_id: str) -> int: ...
 
 
 class RecommendationRepository(Protocol):

@@ -30,7 +30,9 @@ Routes: ``/api/v1/namespaces/{ns}/{resource}[/{name}]`` and
   ``creationTimestamp`` and ``resourceVersion``; 409 ``AlreadyExists`` (a proper
   ``Status`` body) when the name is taken. As on a real server, a Secret's
   ``stringData`` is stored base64-encoded under ``data``.
-- GET on an object: 200 or 404 ``NotFound``. GET on a collection: a ``List`` of items.
+- GET on an object: 200 or 404 ``NotFound``. GET on a collection: a ``List`` of items, only those
+  matching a ``labelSelector`` of equality terms when one is given (``job-name=train-x``). Object
+  status (a Job's conditions, a pod's container states) is whatever a test ``put`` there.
 - PATCH on an object: a JSON merge patch (also used for strategic-merge bodies;
   lists are replaced, which is close enough for metadata patches).
 - DELETE on an object: 200 with a ``Success`` Status; the delete options body
@@ -54,6 +56,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -137,6 +140,18 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge_patch(result.get(key), value)
     return result
+
+
+def _label_selector(path: str) -> dict[str, str]:
+    """`?labelSelector=a=b,c=d` as {a: b, c: d} (equality terms only, which is all the client here sends)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    terms = ",".join(query.get("labelSelector", []))
+    return dict(term.split("=", 1) for term in terms.split(",") if "=" in term)
+
+
+def _labelled(obj: dict, selector: dict[str, str]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(key) == value for key, value in selector.items())
 
 
 class FakeKubeApi:
@@ -237,6 +252,12 @@ class FakeKubeApi:
         with self._lock:
             self._stalls.append(_Failure(0, times, method and method.upper(), resource, None, None, seconds))
 
+    def clear_failures(self) -> None:
+        """Forget the failures and stalls still pending (the server answers normally again)."""
+        with self._lock:
+            self._failures.clear()
+            self._stalls.clear()
+
     def reset(self) -> None:
         with self._lock:
             self._store.clear()
@@ -293,14 +314,16 @@ class FakeKubeApi:
                 return 401, status_body(401, "Unauthorized")
             if match is None:
                 return 404, status_body(404, f"the server could not find the requested resource {path}")
-            return self._dispatch(method, resource, namespace, name, body)
+            return self._dispatch(method, resource, namespace, name, body, _label_selector(path))
 
-    def _dispatch(self, method: str, resource: str, namespace: str, name: str | None, body: Any) -> tuple[int, dict]:
+    def _dispatch(self, method: str, resource: str, namespace: str, name: str | None, body: Any,
+                  selector: dict[str, str] | None = None) -> tuple[int, dict]:
         if name is None:
             if method == "POST":
                 return self._create(resource, namespace, body)
             if method == "GET":
-                items = [copy.deepcopy(o) for (r, ns, _), o in self._store.items() if r == resource and ns == namespace]
+                items = [copy.deepcopy(o) for (r, ns, _), o in self._store.items() if r == resource and ns == namespace
+                         and _labelled(o, selector or {})]
                 return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
             return 405, status_body(405, f"{method} is not supported on a collection")
         key = (resource, namespace, name)

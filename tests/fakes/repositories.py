@@ -134,6 +134,28 @@ class MemoryTrainingRunRepository(MemoryRepository[TrainingRun]):
         with self._lock:
             return sum(1 for r in self.rows.values() if r.project_id == project_id and r.status in ACTIVE_RUN_STATUSES)
 
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[TrainingRun], str | None]:
+        with self._lock:
+            ordered = sorted((r for r in self.rows.values() if r.status == status), key=lambda r: (r.updated_at, r.key))
+        if next_token:
+            after = _position(next_token, "status", status)
+            ordered = [r for r in ordered if (r.updated_at, r.key) > after]
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        return page, (_token("status", status, (page[-1].updated_at, page[-1].key)) if more and page else None)
+
+    def find_version(self, model_id: str, version: int) -> TrainingRun | None:
+        with self._lock:
+            return next((r for r in self.rows.values() if r.model_id == model_id and r.version == version), None)
+
+    def delete_by_model(self, model_id: str) -> int:
+        with self._lock:
+            keys = [k for k, r in self.rows.items() if r.model_id == model_id]
+            for key in keys:
+                del self.rows[key]
+        return len(keys)
+
 
 class MemoryRecommendationRepository:
     def __init__(self) -> None:

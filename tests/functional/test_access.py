@@ -55,10 +55,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         "project_id": w["project"], "ontology_id": w["ontology"]})),
     ("/api/ml-models/train", "POST"): Route(202, lambda w: Request(
         "POST", "/api/ml-models/train", {"model_id": w["model"]}, record=f"/api/ml-models/{w['model']}")),
+    ("/api/ml-models/{model_id}/training/cancel", "POST"): Route(202, lambda w: Request(
+        "POST", f"/api/ml-models/{w['training_model']}/training/cancel",
+        record=f"/api/ml-models/{w['training_model']}")),
     ("/api/ml-models/{model_id}/runs", "GET"): Route(200, lambda w: Request(
         "GET", f"/api/ml-models/{w['run_model']}/runs")),
     ("/api/ml-models/{model_id}/runs/{run_id}", "GET"): Route(200, lambda w: Request(
         "GET", f"/api/ml-models/{w['run_model']}/runs/{w['run']}")),
+    ("/api/ml-models/{model_id}/versions", "GET"): Route(200, lambda w: Request(
+        "GET", f"/api/ml-models/{w['version_model']}/versions")),
+    ("/api/ml-models/{model_id}/versions/{version}/promote", "POST"): Route(200, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/versions/1/promote",
+        record=f"/api/ml-models/{w['version_model']}")),
     ("/api/ontologies", "GET"): Route(200, lambda w: Request("GET", f"/api/ontologies?project_id={w['project']}")),
     ("/api/ontologies", "POST"): Route(201, lambda w: Request("POST", "/api/ontologies", {
         "project_id": w["project"], "name": "o", "content": w["ttl"]})),
@@ -114,8 +122,9 @@ def test_every_route_is_in_the_table():
 
 @pytest.fixture
 def world(api, launcher, project):
-    """Two projects, each with an ontology (one spare), a model, a storage config with data, and a
-    model with an ended run."""
+    """Two projects, each with an ontology (one spare), a model, a storage config with data, a
+    model with an ended run and one still training."""
+    from runs import own_artifact
     from samples import SENSOR_TTL
 
     s3 = boto3.client("s3", region_name="us-east-1")
@@ -136,7 +145,21 @@ def world(api, launcher, project):
         job = launcher.jobs[-1]
         api.post(f"/api/ml-models/{run_model['id']}/training/fail", {"reason": "x"},
                  headers={"Authorization": f"Bearer {job.callback_token}", "X-Training-Run-Id": job.run_id})
-        built[side] = {"project": pid, "ontology": onto["id"], "spare_ontology": spare["id"], "model": model["id"],
+        training_model = api.post("/api/ml-models", {"project_id": pid, "ontology_id": onto["id"], "name": "t",
+                                                     "type": "decision_tree"}).json
+        assert api.post("/api/ml-models/train", {"model_id": training_model["id"]}).status == 202  # left training
+        # A model with a trained version that failed a retrain since (so a promote changes it).
+        version_model = api.post("/api/ml-models", {"project_id": pid, "ontology_id": onto["id"], "name": "v",
+                                                    "type": "decision_tree"}).json
+        for outcome in ("complete", "fail"):
+            assert api.post("/api/ml-models/train", {"model_id": version_model["id"]}).status == 202
+            trained = launcher.jobs[-1]
+            body = {"model_artifact_path": own_artifact(api, trained)} if outcome == "complete" else {"reason": "x"}
+            assert api.post(f"/api/ml-models/{version_model['id']}/training/{outcome}", body, headers={
+                "Authorization": f"Bearer {trained.callback_token}", "X-Training-Run-Id": trained.run_id}).status == 200
+        built[side] = {"version_model": version_model["id"],
+                       "project": pid, "ontology": onto["id"], "spare_ontology": spare["id"], "model": model["id"],
+                       "training_model": training_model["id"],
                        "run_model": run_model["id"], "run": job.run_id, "storage": storage["id"],
                        "ttl": SENSOR_TTL}
     return built

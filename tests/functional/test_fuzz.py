@@ -106,6 +106,8 @@ def templates(ids: Ids) -> dict[tuple[str, str], dict]:
         ("/api/ml-models/{model_id}/training/progress", "POST"): {"epoch": 1, "training_loss": 0.5,
                                                                   "validation_loss": 0.6},
         ("/api/ml-models/{model_id}/training/credentials", "POST"): {},
+        ("/api/ml-models/{model_id}/training/cancel", "POST"): {},
+        ("/api/ml-models/{model_id}/versions/{version}/promote", "POST"): {},
     }
 
 
@@ -176,7 +178,8 @@ class Request:
 @st.composite
 def requests(draw, ids: Ids) -> Request:
     path, method = draw(st.sampled_from(sorted(ROUTE_ACCESS)))
-    params = {"model_id": ids.model, "ontology_id": ids.ontology, "storage_id": ids.storage, "run_id": ids.run}
+    params = {"model_id": ids.model, "ontology_id": ids.ontology, "storage_id": ids.storage, "run_id": ids.run,
+              "version": "1"}
     url = path
     for name, real in params.items():
         if "{" + name + "}" in url:

@@ -474,3 +474,21 @@ def test_another_projects_records_are_404_like_unknown_ids(api, issuer, make_mod
     same_as_unknown("GET", ONTOLOGIES + "/{}", ONTOLOGY, oid, "onto-nope")
     check(api.post(TRAIN, {"model_id": mid}, headers=stranger), "POST", TRAIN, 404)
     assert check(api.get(f"{MODELS}/{mid}"), "GET", MODEL, 200) == model
+
+
+CANCEL = "/api/ml-models/{model_id}/training/cancel"
+
+
+def test_cancel_route(api, launcher, make_model):
+    model = make_model()
+    check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 202)
+    job = launcher.jobs[-1]
+    cancelled = check(api.post(f"/api/ml-models/{model['id']}/training/cancel"), "POST", CANCEL, 202)
+    assert (cancelled["status"], cancelled["training_task_id"]) == ("draft", "")
+    again = check(api.post(f"/api/ml-models/{model['id']}/training/cancel", {}), "POST", CANCEL, 409)
+    assert again["current_status"] == "draft"
+    check(api.post(f"/api/ml-models/{model['id']}/training/cancel", {"x": 1}), "POST", CANCEL, 400)
+    check(api.post("/api/ml-models/model-nope/training/cancel"), "POST", CANCEL, 404)
+    run = check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
+    assert run["status"] == "cancelled"
+    check(callback(api, job, "fail", {"reason": "cancelled"}), "POST", FAIL, 409)

@@ -315,14 +315,36 @@ def test_runs_list_by_model_is_highest_version_first_and_paged(repos):
 
 def test_count_active_in_project_counts_runs_not_yet_ended(repos):
     project, other = uid("p"), uid("p")
-    for i, status in enumerate(("queued", "submitted", "running", "succeeded", "failed", "cancelled", "running")):
+    statuses = ("queued", "submitted", "running", "cancelling", "succeeded", "failed", "cancelled", "running")
+    for i, status in enumerate(statuses):
         repos.runs.add(a_run(uid("r"), project, i, model_id=uid("m"), status=status))
     repos.runs.add(a_run(uid("r"), other, 0, status="running"))
-    assert repos.runs.count_active_in_project(project) == 4
+    assert repos.runs.count_active_in_project(project) == 5  # a cancelling run's job may still be stopping
     assert repos.runs.count_active_in_project(uid("p")) == 0
     run = next(r for r in [repos.runs.get(k) for k in _run_keys(repos, project)] if r.status == "queued")
     repos.runs.replace(run.but(status="succeeded"))  # a run that ends no longer counts
-    assert repos.runs.count_active_in_project(project) == 3
+    assert repos.runs.count_active_in_project(project) == 4
+
+
+def test_list_by_status_is_least_recently_updated_first_and_paged(repos):
+    project = uid("p")
+    for i, status in enumerate(("running", "queued", "running", "failed", "running")):
+        repos.runs.add(a_run(f"{project}-{i}", project, 100 - 10 * i, model_id=uid("m"), status=status))
+    # The table is shared by other tests: read every page, keep this project's runs.
+    seen, token, pages = [], None, 0
+    while True:
+        items, token = repos.runs.list_by_status("running", 2, token)
+        pages += 1
+        seen += [r.run_id for r in items if r.project_id == project]
+        if token is None:
+            break
+    assert seen == [f"{project}-{i}" for i in (4, 2, 0)] and pages >= 2
+    assert [r.status for r in repos.runs.list_by_status("queued", 100, None)[0] if r.project_id == project] == [
+        "queued"]
+    _, token = repos.runs.list_by_status("running", 1, None)
+    with pytest.raises(InvalidInput) as caught:
+        repos.runs.list_by_status("queued", 1, token)
+    assert caught.value.field == "next_token"
 
 
 def _run_keys(repos, project):

@@ -52,7 +52,8 @@ def test_the_role_grants_job_and_secret_verbs_only_without_wildcards():
     (role,) = [d for d in all_documents() if d["kind"] == "Role"]
     granted = {(group, resource): sorted(rule["verbs"])
                for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert granted == {("batch", "jobs"): ["create", "delete", "get"], ("", "secrets"): ["create", "delete", "get"]}
+    assert granted == {("batch", "jobs"): ["create", "delete", "get"], ("", "secrets"): ["create", "delete", "get"],
+                       ("", "pods"): ["list"]}
     assert not any("resourceNames" in rule or "nonResourceURLs" in rule for rule in role["rules"])
 
 

@@ -167,6 +167,17 @@ class Driver:
         assert response.get("statusCode", 200) == 200, (route, response)
 
 
+def _schedule(self, handler: str, function: str) -> dict:
+    """Invoke a scheduled function as EventBridge would."""
+    event = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                                 resources=["arn:aws:events:us-east-1:123456789012:rule/r"])
+    with self.recorder.acting_as(function):
+        return self.client.lambda_.invoke(handler, event).payload
+
+
+Driver.schedule = _schedule
+
+
 def _callback(api: Driver, kube, model_id: str, run_id: str, kind: str, body: dict, expect: int) -> None:
     from chalicelib.adapters.eks import CALLBACK_TOKEN_KEY, secret_name
 
@@ -174,6 +185,13 @@ def _callback(api: Driver, kube, model_id: str, run_id: str, kind: str, body: di
     token = base64.b64decode(secret["data"][CALLBACK_TOKEN_KEY]).decode()
     api.http("POST", f"/api/ml-models/{model_id}/training/{kind}", body, expect=expect,
              headers={"Authorization": f"Bearer {token}", "X-Training-Run-Id": run_id})
+
+
+def _set_job_status(kube, run_id: str, status: dict) -> None:
+    from chalicelib.adapters.launcher import job_name
+
+    job = kube.get("jobs", "ml-training", job_name(run_id))
+    kube.put("jobs", "ml-training", {**job, "status": status})
 
 
 def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, data_bucket: str) -> None:
@@ -221,6 +239,21 @@ def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, 
     # A second run that fails.
     run = api.http("POST", "/api/ml-models/train", {"model_id": model["id"]}, expect=202)["training_task_id"]
     _callback(api, kube, model["id"], run, "fail", {"reason": "out of memory"}, expect=200)
+
+    # Runs that never report: the scheduled reconcile settles them from the cluster (a failed Job; a
+    # Job that completed without its callback, completed from the manifest).
+    run = api.http("POST", "/api/ml-models/train", {"model_id": model["id"]}, expect=202)["training_task_id"]
+    _set_job_status(kube, run, {"failed": 1, "conditions": [{"type": "Failed", "status": "True",
+                                                              "reason": "DeadlineExceeded"}]})
+    api.schedule("reconcile_runs", "ReconcileRuns")
+    run = api.http("POST", "/api/ml-models/train", {"model_id": model["id"]}, expect=202)["training_task_id"]
+    version = api.http("GET", f"/api/ml-models/{model['id']}/runs/{run}", expect=200)["version"]
+    boto3.client("s3", endpoint_url=api.endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key=f"models/{model['id']}/v{version}/manifest.json",
+        Body=json.dumps({"run_id": run, "model_id": model["id"], "version": version}).encode())
+    _set_job_status(kube, run, {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
+    api.schedule("reconcile_runs", "ReconcileRuns")
+    assert api.http("GET", f"/api/ml-models/{model['id']}", expect=200)["status"] == "trained"
 
     # The launcher's clean-up path: the Secret cannot be made, so the new Job is deleted ...
     kube.fail_next(500, method="POST", resource="secrets")
@@ -460,7 +493,8 @@ def test_the_launcher_role_allows_every_kubernetes_request_and_little_more(obser
     verbs = {"POST": "create", "GET": "get", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}
     requests = observed.kube_requests
     assert {r.namespace for r in requests} == {role["metadata"]["namespace"]}
-    needed = {(r.resource, verbs[r.method]) for r in requests}
+    # A GET of a collection (no name: the pods of a Job, by label) is a list.
+    needed = {(r.resource, "list" if r.method == "GET" and r.name is None else verbs[r.method]) for r in requests}
     assert needed <= granted, f"the Role lacks {needed - granted}"
     assert granted - needed == set(UNUSED_K8S_VERBS), f"granted, never used: {granted - needed}"
 

@@ -122,6 +122,9 @@ def open_stack(embedded_aws):
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="chalice-local-open-", suffix=".log", delete=False)
     env = local_stack.app_environment(endpoint, port, data_env, None, local_stack.auth_environment("off"))
+    # One reconciler per set of tables: this API shares the main stack's, and its local launcher does
+    # not know the main stack's trainer processes (it would find them missing).
+    env["LOCAL_RECONCILE_SECONDS"] = "0"
     api = local_stack.start_api(port, env, log_file=log)
     try:
         yield Http(f"http://127.0.0.1:{port}"), log.name
@@ -186,6 +189,7 @@ def faulty(embedded_aws, tmp_path_factory):
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="chalice-local-faults-", suffix=".log", delete=False)
     env = local_stack.app_environment(proxy.url, port, data_env, None, local_stack.auth_environment("on", issuer))
+    env["LOCAL_RECONCILE_SECONDS"] = "0"  # one reconciler per set of tables (see open_stack)
     env.update(FAULT_BUDGET)
     env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-fault-runs-")
     api = local_stack.start_api(port, env, log_file=log)
