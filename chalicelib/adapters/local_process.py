@@ -3,15 +3,12 @@
 It hands the trainer the same environment contract as the Kubernetes Job, and only
 that (`trainer_contract.process_environment`: none of the API's own credentials,
 table names or keys reach the trainer). It runs at most `max_concurrent` trainers at
-once (the rest wait their turn). If a trainer process dies without reporting (killed,
-crashed before it could call back), the launcher reports the failure through the same
-fail callback, with the run's token, so the model never stays in `training`.
-
-The trainer exits 0 only once its complete report was accepted (trainer/main.py), so
-after exit code 0 the launcher reports nothing. After any other code it reports a
-failure; if the trainer had reported one itself that is a no-op, and a 409 (the run
-already ended) is expected and logged at debug level only. `cancel` stops a trainer as a
-Kubernetes Job deletion does (SIGTERM, SIGKILL after the grace period) and reports nothing.
+once (the rest wait their turn). It keeps each trainer's exit code and reason, which
+`inspect` answers: the reconciler (chalicelib/services/reconciler.py, a timer in the
+local stack) settles a trainer that died without reporting from it, exactly as it does a
+failed Kubernetes Job, so local and EKS runs end the same way and the model never stays
+in `training`. The launcher itself posts nothing. `cancel` stops a trainer as a
+Kubernetes Job deletion does (SIGTERM, SIGKILL after the grace period).
 
 Each run's output goes to `<log_dir>/train-<run id>.log`: `make run` gives every stack
 its own folder (`.local/runs/<API port>/`, or `LOCAL_RUN_LOG_DIR`). The failure reason a
@@ -19,14 +16,11 @@ caller sees never names that path; the launcher's log line does.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +48,7 @@ class LocalProcessLauncher:
         self.cancelled: set[str] = set()
         # How each finished trainer exited (`inspect`, for the reconciler).
         self.exit_codes: dict[str, int] = {}
+        self.exit_reasons: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def submit(self, job: TrainingJob) -> str:
@@ -84,9 +79,9 @@ class LocalProcessLauncher:
             log.info("trainer_exited", extra={**ids, "code": code, "log": str(log_path)})
             with self._lock:
                 self.exit_codes[name] = code
-            # 0: the trainer's complete report was accepted; cancelled: the API has already settled the run.
-            if code != 0 and name not in self.cancelled:
-                self._report_failure(job, reason)
+                self.exit_reasons[name] = reason
+            # Nothing is posted: as on EKS, the reconciler reads this exit (inspect) and settles the run
+            # (0: the trainer's complete report was accepted; otherwise failed with `reason`).
 
     def _call(self, name: str, env: Mapping[str, str], out: Any) -> int:
         """Run the trainer to its end (a job cancelled before its turn never starts)."""
@@ -125,29 +120,11 @@ class LocalProcessLauncher:
         if code == 0:
             return JobState("succeeded", "Completed")
         if code is not None:
-            return JobState("failed", "Error", f"the trainer process exited with code {code}")
+            return JobState("failed", "Error", self.exit_reasons.get(job_name)
+                            or f"the trainer process exited with code {code}")
         if live:
             return JobState("running")
         return JobState("pending") if started else JobState("missing", "NotFound", f"no trainer {job_name} here")
-
-    def _report_failure(self, job: TrainingJob, reason: str) -> None:
-        """Tell the API the run failed; a 409 means the run had already ended (the trainer reported)."""
-        ids = {"model_id": job.model_id, "run_id": job.run_id}
-        base = job.environment.get(contract.CALLBACK_URL, "").rstrip("/")
-        request = urllib.request.Request(
-            f"{base}/api/ml-models/{job.model_id}/training/fail",
-            data=json.dumps({"reason": reason}).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {job.callback_token}",
-                     "X-Training-Run-Id": job.run_id},
-            method="POST",
-        )
-        try:
-            urllib.request.urlopen(request, timeout=10).close()
-        except urllib.error.HTTPError as exc:
-            level = logging.DEBUG if exc.code == 409 else logging.ERROR
-            log.log(level, "fail_report_refused", extra={**ids, "status": exc.code})
-        except OSError as exc:
-            log.error("fail_report_unreachable", extra={**ids, "error": f"{type(exc).__name__}: {exc}"})
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Wait for every started trainer (tests and benchmarks)."""

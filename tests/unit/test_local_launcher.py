@@ -52,19 +52,18 @@ def job(base_url: str, run_id: str = "run-1") -> TrainingJob:
                        environment={"TRAINER_CALLBACK_URL": base_url, "TRAINER_RUN_ID": run_id})
 
 
-def test_a_trainer_that_dies_silently_is_reported_failed(tmp_path, receiver):
+def test_a_trainer_that_dies_silently_is_a_failed_job_for_the_reconciler(tmp_path, receiver):
+    """As on EKS: nothing is posted; `inspect` says the job failed and why, and the reconciler ends the run."""
     base, calls = receiver
     workdir = fake_trainer(tmp_path, "import sys\nsys.exit(3)\n")
     launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"))
     assert launcher.submit(job(base)) == "train-run-1"
     launcher.wait_all(30)
-    assert len(calls) == 1
-    call = calls[0]
-    assert call["path"] == "/api/ml-models/model-1/training/fail"
-    assert call["auth"] == "Bearer secret-token" and call["run"] == "run-1"
-    assert "exited with code 3" in call["body"]["reason"]
+    assert calls == []
+    state = launcher.inspect("train-run-1")
+    assert state.phase == "failed" and "exited with code 3" in state.message
     # The caller sees the reason; the log file's path is for the operator (the launcher's log line).
-    assert str(tmp_path) not in call["body"]["reason"] and "/" not in call["body"]["reason"]
+    assert str(tmp_path) not in state.message and "/" not in state.message
     assert (tmp_path / "logs" / "train-run-1.log").exists()
 
 
@@ -86,7 +85,8 @@ def test_a_trainer_that_cannot_start_is_reported_without_the_os_message(tmp_path
     launcher = LocalProcessLauncher(python=str(missing), workdir=tmp_path, log_dir=str(tmp_path / "logs"))
     launcher.submit(job(base))
     launcher.wait_all(30)
-    assert [c["body"]["reason"] for c in calls] == ["the trainer could not be started"]
+    state = launcher.inspect("train-run-1")
+    assert calls == [] and (state.phase, state.message) == ("failed", "the trainer could not be started")
 
 
 def test_each_stack_gets_its_own_run_log_folder_and_local_run_log_dir_moves_it(monkeypatch, tmp_path):
