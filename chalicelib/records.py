@@ -121,6 +121,8 @@ class TrainingRun(Record):
     training_metrics: dict[str, Any] = field(default_factory=dict)
     # After this instant a run that has not reported is failed.
     deadline_at: str | None = None
+    # What a succeeded run read: the manifest's "data" (objects with their ETags, sizes and rows), capped.
+    data_lineage: dict[str, Any] = field(default_factory=dict)
     lock_version: int | None = None
 
 

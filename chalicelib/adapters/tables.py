@@ -162,6 +162,7 @@ class TrainingRunTable(Model):
     callback_token_hash = UnicodeAttribute()
     # After this instant a run that has not reported is failed (see TrainingService.expire_if_overdue).
     deadline_at = UnicodeAttribute(null=True)
+    data_lineage = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     lock_version = VersionAttribute()

@@ -63,7 +63,7 @@ class RunSettlement:
 
     def finish(self, model_id: str, run_id: str, outcome: str, *, reason: str = "", artifact: str = "",
                performance: dict | None = None, training: dict | None = None,
-               model_status: str | None = None) -> None:
+               model_status: str | None = None, lineage: dict | None = None) -> None:
         """End `run_id`: the model leaves `training` (only if this is its current run), then the run."""
         run = self.runs.get(run_id)
         if run.status in FINAL_RUN_STATUSES:
@@ -89,7 +89,7 @@ class RunSettlement:
         def end(r: TrainingRun) -> TrainingRun:
             if outcome == "succeeded":
                 r = r.but(model_artifact_path=artifact, performance_metrics=performance or {},
-                          training_metrics=training or {})
+                          training_metrics=training or {}, data_lineage=lineage or {})
             else:
                 r = r.but(failure_reason=reason)
             return self.status_change(r, outcome, reason or "trainer reported completion")

@@ -71,6 +71,23 @@ RUNS_PREFIX = "runs"
 CAPACITY_RETRY_AFTER_SECONDS = 60
 
 
+MAX_LINEAGE_OBJECTS = 100
+
+
+def data_lineage(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the run read, from its manifest's "data", for the run record: the objects (uri, ETag, size,
+    rows) up to MAX_LINEAGE_OBJECTS, with the total (all of them stay in the manifest)."""
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    objects = [o for o in data.get("objects") or [] if isinstance(o, dict)]
+    keep = [{k: o.get(k) for k in ("uri", "etag", "size", "rows") if isinstance(o.get(k), (str, int))}
+            for o in objects[:MAX_LINEAGE_OBJECTS]]
+    lineage: dict[str, Any] = {"objects": keep, "objects_total": len(objects)}
+    for key in ("synthetic", "rows"):
+        if isinstance(data.get(key), (bool, int)):
+            lineage[key] = data[key]
+    return lineage
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -352,7 +369,7 @@ class TrainingService:
         # a DynamoDB item); what is cut must be whole in the manifest, else 413 naming the field.
         performance, training = result_summary.for_record(performance, training, manifest, expected + MANIFEST)
         self.settlement.finish(model_id, run.run_id, "succeeded", artifact=expected, performance=performance,
-                               training=training)
+                               training=training, lineage=data_lineage(manifest))
         return COMPLETED
 
     def _check_manifest(self, run: TrainingRun, artifact: str) -> dict[str, Any]:
@@ -385,7 +402,7 @@ class TrainingService:
         # The manifest holds every field whole, so the record's summary never has to refuse one.
         performance, training = result_summary.for_record(performance, training, manifest, expected + MANIFEST)
         self.settlement.finish(run.model_id, run.run_id, "succeeded", artifact=expected, performance=performance,
-                               training=training)
+                               training=training, lineage=data_lineage(manifest))
         return True
 
     @counts_rejections("fail")

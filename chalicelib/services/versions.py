@@ -67,9 +67,9 @@ class ModelVersionService:
             "version": run.version, "run_id": run.run_id, "model_artifact_path": run.model_artifact_path,
             "performance_metrics": run.performance_metrics, "training_metrics": run.training_metrics,
             "trained_at": trained_at(run), "storage_ids": list(run.storage_ids),
-            # The objects read (keys, ETags, sizes, rows) are in the manifest's "data"; the record keeps
-            # where they were read from.
-            "data": {"storage_uris": list(run.storage_uris), "manifest": run.model_artifact_path + MANIFEST},
+            # The objects read (uri, ETag, size, rows; the first 100, all of them in the manifest).
+            "data": {"storage_uris": list(run.storage_uris), "manifest": run.model_artifact_path + MANIFEST,
+                     **run.data_lineage},
             "current": run.version == current,
         }
 

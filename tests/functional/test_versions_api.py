@@ -140,3 +140,20 @@ def test_delete_removes_runs_artifacts_and_run_specs(api, trained_twice):
 
     runs = services().repos.training_runs
     assert all(runs.find(job.run_id) is None for job in jobs)
+
+
+def test_a_version_lists_the_objects_it_was_trained_on(api, launcher, make_model):
+    """Data lineage: the objects the run read (uri, ETag, size, rows), from its manifest, on the version."""
+    model = make_model()
+    job = train(api, launcher, model["id"])
+    objects = [{"uri": f"s3://ml-models-data-local/p/readings/part-{i}.csv", "etag": f"etag-{i}", "size": 10 + i,
+                "rows": 5, "format": "csv"} for i in range(3)]
+    path = own_artifact(api, job, manifest={"run_id": job.run_id, "model_id": job.model_id, "version": 1,
+                                            "data": {"synthetic": False, "rows": 15, "objects": objects}})
+    reply = api.post(f"/api/ml-models/{model['id']}/training/complete", {"model_artifact_path": path},
+                     headers=headers(job))
+    assert reply.status == 200, reply
+    version = api.get(f"/api/ml-models/{model['id']}/versions").json["versions"][0]
+    assert version["data"]["objects"] == [{k: o[k] for k in ("uri", "etag", "size", "rows")} for o in objects]
+    assert version["data"]["objects_total"] == 3 and version["data"]["rows"] == 15
+    assert version["data"]["synthetic"] is False
