@@ -30,6 +30,8 @@ class Repositories:
     training_runs: Any
     recommendations: Any
     s3: Any
+    # The model-and-run transaction that starts a run (ports.TrainingStarts).
+    training_starts: Any = None
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Services:
         settings = self.settings
         return TrainingService(
             models=self.repos.models, ontologies=self.repos.ontologies, runs=self.repos.training_runs,
+            starts=self.repos.training_starts,
             storage_configs=self.storage_configs, launcher=self.launcher,
             documents=DocumentStore(self.repos.s3), settlement=self.settlement, scope=self.scope,
             callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
@@ -191,7 +194,7 @@ def dynamo_repositories(settings: Settings) -> Repositories:
     bind_tables(settings)
     return Repositories(dynamo.ModelRepository(), dynamo.OntologyRepository(), dynamo.StorageConfigRepository(),
                         dynamo.TrainingRunRepository(), dynamo.RecommendationRepository(),
-                        S3Store(lambda: aws_client(settings, "s3")))
+                        S3Store(lambda: aws_client(settings, "s3")), dynamo.TrainingStartTransaction())
 
 
 def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory = new_id,

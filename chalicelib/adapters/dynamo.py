@@ -316,3 +316,38 @@ class RecommendationRepository:
         except DoesNotExist:
             return None
         return to_record(Recommendation, item)
+
+
+class TrainingStartTransaction:
+    """`TrainingStarts` on DynamoDB: TransactWriteItems of the model (its version condition) and the run."""
+
+    @dynamo_call
+    def begin(self, model: MlModel, run: TrainingRun) -> MlModel:
+        from pynamodb.connection import Connection
+        from pynamodb.exceptions import TransactWriteError
+        from pynamodb.transactions import TransactWrite
+
+        if model.lock_version is None:
+            raise StaleRecord(model.key)
+        check_item_size(model.values(), ModelRepository.item_limit, ModelRepository.kind)
+        check_item_size(run.values(), TrainingRunRepository.item_limit, TrainingRunRepository.kind)
+        model_item = to_item(tables.MlModelTable, model)
+        run_item = to_item(tables.TrainingRunTable, run.but(lock_version=None))
+        meta = tables.MlModelTable.Meta
+        connection = Connection(region=meta.region, host=getattr(meta, "host", None),
+                                connect_timeout_seconds=getattr(meta, "connect_timeout_seconds", None),
+                                read_timeout_seconds=getattr(meta, "read_timeout_seconds", None),
+                                max_retry_attempts=getattr(meta, "max_retry_attempts", None))
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.save(model_item)  # conditional on the version read (PynamoDB adds it)
+                transaction.save(run_item, condition=tables.TrainingRunTable.run_id.does_not_exist())
+        except TransactWriteError as exc:
+            reasons = getattr(exc, "cancellation_reasons", None) or []
+            codes = [getattr(reason, "code", None) for reason in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                raise StaleRecord(model.key) from exc
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                raise Conflict(f"training run '{run.run_id}' already exists", field="run_id") from exc
+            raise
+        return to_record(MlModel, model_item)

@@ -88,6 +88,14 @@ class TrainingRunRepository(Records[TrainingRun], Protocol):
     def delete_by_model(self, model_id: str) -> int: ...
 
 
+class TrainingStarts(Protocol):
+    """Starting a run, all or nothing: the model's change (conditional on the lock_version it was read
+    at: `StaleRecord` otherwise) and the new run record (`Conflict` if its id exists) are written in
+    one transaction, so a model never enters training without its run, nor a run without its model."""
+
+    def begin(self, model: MlModel, run: TrainingRun) -> MlModel: ...
+
+
 class RecommendationRepository(Protocol):
     def put(self, record: Recommendation) -> None: ...
 

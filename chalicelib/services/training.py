@@ -33,6 +33,7 @@ from chalicelib.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    StaleRecord,
     TooManyRequests,
     Unauthorized,
     UpstreamUnavailable,
@@ -44,7 +45,13 @@ from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.data_scope import DataScope
 from chalicelib.services.notifications import NullNotifier
-from chalicelib.services.ports import ModelRepository, OntologyRepository, TrainingRunRepository
+from chalicelib.services.ports import (
+    RETRIES_ON_STALE,
+    ModelRepository,
+    OntologyRepository,
+    TrainingRunRepository,
+    TrainingStarts,
+)
 from chalicelib.services.run_settlement import FINAL_RUN_STATUSES, RunSettlement, shift
 from chalicelib.services.storage_configs import StorageConfigService
 from chalicelib.trainer_contract import trainer_environment
@@ -113,7 +120,8 @@ def counts_rejections(action: str) -> Callable:
 class TrainingService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository, runs: TrainingRunRepository,
                  storage_configs: StorageConfigService, launcher: JobLauncher, documents: Any,
-                 settlement: RunSettlement, scope: DataScope, *, callback_base_url: str, artifact_bucket: str,
+                 settlement: RunSettlement, scope: DataScope, *, starts: TrainingStarts, callback_base_url: str,
+                 artifact_bucket: str,
                  artifact_prefix: str, region: str, endpoint_url: str | None = None, credentials: Any = None,
                  notifier: Any = None, metrics: RunMetrics | None = None,
                  deadline_seconds: int = 6 * 3600 + 600, max_concurrent_runs: int = 5,
@@ -122,6 +130,8 @@ class TrainingService:
         self.models = models
         self.ontologies = ontologies
         self.runs = runs
+        # Writes the model's entry into training and the run record in one transaction.
+        self.starts = starts
         self.storage_configs = storage_configs
         self.launcher = launcher
         # Reads and writes the run's JSON documents in S3 (its spec, its manifest).
@@ -172,13 +182,8 @@ class TrainingService:
 
         run_id = self.ids("run")
         bind(model_id=model_id, run_id=run_id)  # on every log line of this request from here on
-        model, previous_status = self._enter_training(model_id, run_id)
         token = secrets.token_urlsafe(32)
-        try:
-            run = self._record_run(model, run_id, previous_status, config, storage, token)
-        except Exception:
-            self.settlement.abandon(model_id, run_id, previous_status, "the training run could not be recorded")
-            raise
+        model, run, previous_status = self._enter_training(model_id, run_id, config, storage, token)
         self.notifier.model_status_changed(model, previous_status, run_id)
         try:
             job_name = self._launch(model, run, ontology, storage, config, token,
@@ -234,29 +239,33 @@ class TrainingService:
                 field="project_id", retry_after=CAPACITY_RETRY_AFTER_SECONDS, limit=self.max_concurrent_runs,
                 active_runs=active)
 
-    def _enter_training(self, model_id: str, run_id: str) -> tuple[MlModel, str]:
-        """Move the model into training and allocate the run's version, in one locked write."""
-        previous: dict[str, str] = {}
-
-        def enter(current: MlModel) -> MlModel:
+    def _enter_training(self, model_id: str, run_id: str, config: dict[str, Any], storage: list[StorageConfig],
+                        token: str) -> tuple[MlModel, TrainingRun, str]:
+        """Move the model into training, allocate the run's version and record the run: one transaction
+        (`TrainingStarts`), retried on fresh state when the model changed since it was read."""
+        for _ in range(RETRIES_ON_STALE):
+            current = self.models.get(model_id)
             self._check_trainable(current)
-            previous["status"] = current.status
-            return current.but(status="training", training_task_id=run_id, runs_started=current.runs_started + 1,
-                               updated_at=self.clock())
+            model = current.but(status="training", training_task_id=run_id, runs_started=current.runs_started + 1,
+                                updated_at=self.clock())
+            run = self._new_run(model, run_id, current.status, config, storage, token)
+            try:
+                return self.starts.begin(model, run), run, current.status
+            except StaleRecord:
+                continue
+        raise Conflict(f"model '{model_id}' is being changed concurrently; retry", field="model_id")
 
-        return self.models.modify(model_id, enter, field="model_id"), previous["status"]
-
-    def _record_run(self, model: MlModel, run_id: str, previous_status: str, config: dict[str, Any],
-                    storage: list[StorageConfig], token: str) -> TrainingRun:
+    def _new_run(self, model: MlModel, run_id: str, previous_status: str, config: dict[str, Any],
+                 storage: list[StorageConfig], token: str) -> TrainingRun:
         now = self.clock()
-        return self.runs.add(TrainingRun(
+        return TrainingRun(
             run_id=run_id, model_id=model.id, project_id=model.project_id, version=int(model.runs_started),
             model_type=model.type, status="queued",
             status_history=[{"status": "queued", "at": now, "note": "training accepted"}],
             training_config=config, storage_ids=[s.id for s in storage], storage_uris=[s.uri for s in storage],
             previous_model_status=previous_status, callback_token_hash=token_hash(token), created_at=now,
             updated_at=now, deadline_at=shift(now, self.deadline_seconds),
-        ))
+        )
 
     def _write_spec(self, model: MlModel, run: TrainingRun, ontology: Ontology, storage: list[StorageConfig],
                     config: dict[str, Any]) -> str:

@@ -166,3 +166,30 @@ class MemoryRecommendationRepository:
 
     def find(self, project_id: str, ontology_id: str) -> Recommendation | None:
         return self.rows.get((project_id, ontology_id))
+
+
+class MemoryTrainingStarts:
+    """`TrainingStarts` over the twins: both writes or neither, under both tables' locks."""
+
+    def __init__(self, models: MemoryModelRepository, runs: MemoryTrainingRunRepository) -> None:
+        self.models, self.runs = models, runs
+        # Hook for tests: raises instead of committing (a transaction DynamoDB refused or never got).
+        self.fail_with: Exception | None = None
+
+    def begin(self, model: MlModel, run: TrainingRun) -> MlModel:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if model.lock_version is None:
+            raise StaleRecord(model.key)
+        if self.models.before_replace is not None:  # a racing writer, as for a replace of the model
+            self.models.before_replace(model)
+        with self.models._lock, self.runs._lock:
+            current = self.models.rows.get(model.key)
+            if current is None or current.lock_version != model.lock_version:
+                raise StaleRecord(model.key)
+            if run.key in self.runs.rows:
+                raise Conflict(f"training run '{run.run_id}' already exists", field="run_id")
+            stored = model.but(lock_version=model.lock_version + 1)
+            self.models.rows[model.key] = stored
+            self.runs.rows[run.key] = run.but(lock_version=1)
+            return stored

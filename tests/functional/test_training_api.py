@@ -277,26 +277,51 @@ def test_without_a_configured_callback_url_the_stage_url_is_used(api, launcher, 
     assert launcher.jobs[-1].environment["TRAINER_CALLBACK_URL"] == stage
 
 
-def test_a_run_that_cannot_be_recorded_leaves_the_model_as_it_was(api, launcher, make_model):
+def test_a_start_that_cannot_be_written_leaves_the_model_as_it_was(api, launcher, make_model):
+    """The model's entry into training and the run record are one DynamoDB transaction."""
     from dataclasses import replace
 
     from chalicelib import wiring
-    from chalicelib.adapters.dynamo import TrainingRunRepository
+    from chalicelib.adapters.dynamo import TrainingStartTransaction
     from chalicelib.config import Settings
+    from chalicelib.errors import UpstreamUnavailable
 
-    class BrokenRuns(TrainingRunRepository):
-        def add(self, record):
-            raise RuntimeError("DynamoDB is having a bad day")
+    class RefusedTransaction(TrainingStartTransaction):
+        def begin(self, model, run):
+            raise UpstreamUnavailable("the database is temporarily unavailable; retry shortly")
 
     settings = Settings.from_environ()
-    repos = replace(wiring.dynamo_repositories(settings), training_runs=BrokenRuns())
+    repos = replace(wiring.dynamo_repositories(settings), training_starts=RefusedTransaction())
     install_graph(settings, launcher=launcher, repos=repos)
     model = make_model()
     reply = train(api, model["id"])
-    assert reply.status >= 500 and "Traceback" not in reply.raw.decode()
+    assert reply.status == 503 and "Traceback" not in reply.raw.decode()
     after = api.get(f"/api/ml-models/{model['id']}").json
-    assert after["status"] == "draft" and after["training_task_id"] == ""
-    assert "could not be recorded" in after["metadata"]["failure_reason"] and launcher.jobs == []
+    assert after == model
+    assert api.get(f"/api/ml-models/{model['id']}/runs").json["runs"] == [] and launcher.jobs == []
+
+
+def test_the_start_transaction_writes_both_or_neither(api, launcher, make_model):
+    from chalicelib.adapters.dynamo import ModelRepository, TrainingRunRepository, TrainingStartTransaction
+    from chalicelib.errors import Conflict, StaleRecord
+    from chalicelib.records import TrainingRun
+
+    model = ModelRepository().get(make_model()["id"])
+    run = TrainingRun(run_id="run-tx-1", model_id=model.id, project_id=model.project_id, version=1,
+                      model_type=model.type, status="queued", callback_token_hash="x", created_at=model.created_at,
+                      updated_at=model.created_at)
+    entered = TrainingStartTransaction().begin(model.but(status="training", training_task_id=run.run_id,
+                                                         runs_started=1), run)
+    assert entered.lock_version == model.lock_version + 1
+    assert ModelRepository().get(model.id).status == "training" and TrainingRunRepository().get(run.run_id)
+    # A stale model refuses the whole transaction: no second run appears.
+    with pytest.raises(StaleRecord):
+        TrainingStartTransaction().begin(model.but(status="training"), run.but(run_id="run-tx-2"))
+    assert TrainingRunRepository().find("run-tx-2") is None
+    # An existing run id refuses it too: the model is not changed.
+    with pytest.raises(Conflict):
+        TrainingStartTransaction().begin(entered.but(name="renamed"), run)
+    assert ModelRepository().get(model.id).name == model.name
 
 
 def test_a_model_left_in_training_without_a_run_is_failed_on_read(api, launcher, make_model):

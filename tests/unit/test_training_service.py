@@ -17,9 +17,10 @@ from fakes.repositories import (
     MemoryOntologyRepository,
     MemoryStorageConfigRepository,
     MemoryTrainingRunRepository,
+    MemoryTrainingStarts,
 )
 
-from chalicelib.errors import Conflict, InvalidInput, UpstreamFailed
+from chalicelib.errors import Conflict, InvalidInput, UpstreamFailed, UpstreamUnavailable
 from chalicelib.records import MlModel, StorageConfig
 from chalicelib.services.data_scope import DataScope
 from chalicelib.services.run_settlement import RunSettlement
@@ -37,12 +38,14 @@ class World:
         self.clock, self.ids, self.notifier = SteppingClock(), CountingIds(), RecordingNotifier()
         self.launcher, self.documents, self.issuer = FakeLauncher(), MemoryDocuments(), FakeCredentialIssuer()
         scope = DataScope(data_buckets=("data",), grants={}, artifact_bucket="artifacts")
+        self.starts = MemoryTrainingStarts(self.models, self.runs)
         self.settlement = RunSettlement(self.models, self.runs, self.notifier, clock=self.clock)
         self.service = TrainingService(
             self.models, self.ontologies, self.runs,
             storage_configs=StorageConfigService(self.configs, self.ontologies, FakeS3(), scope, clock=self.clock,
                                                  ids=self.ids),
             launcher=self.launcher, documents=self.documents, settlement=self.settlement, scope=scope,
+            starts=self.starts,
             callback_base_url="https://api.example/v1", artifact_bucket="artifacts", artifact_prefix="models",
             region="eu-west-1", credentials=self.issuer, notifier=self.notifier, deadline_seconds=DEADLINE,
             clock=self.clock, ids=self.ids)
@@ -150,16 +153,13 @@ def test_a_refused_submission_puts_the_model_back_as_it_was(world):
     assert world.start()["status"] == "training"  # and training can start again
 
 
-def test_a_run_record_that_cannot_be_written_puts_the_model_back(world):
-    class Unwritable(MemoryTrainingRunRepository):
-        def add(self, record):
-            raise RuntimeError("the table is gone")
-
-    world = World(runs=Unwritable())
-    with pytest.raises(RuntimeError):
+def test_a_start_that_cannot_be_written_leaves_model_and_runs_as_they_were(world):
+    """The model's entry into training and its run record are one transaction: refused, neither is written."""
+    before = world.models.get(MODEL)
+    world.starts.fail_with = UpstreamUnavailable("the database is temporarily unavailable; retry shortly")
+    with pytest.raises(UpstreamUnavailable):
         world.start()
-    model = world.models.get(MODEL)
-    assert (model.status, model.training_task_id) == ("draft", "")
+    assert world.models.get(MODEL) == before and world.runs.rows == {}
     assert world.launcher.jobs == []
 
 
