@@ -321,6 +321,9 @@ class RecommendationRepository:
 class TrainingStartTransaction:
     """`TrainingStarts` on DynamoDB: TransactWriteItems of the model (its version condition) and the run."""
 
+    def __init__(self) -> None:
+        self._connection: tuple[tuple, object] | None = None
+
     @dynamo_call
     def begin(self, model: MlModel, run: TrainingRun) -> MlModel:
         from pynamodb.connection import Connection
@@ -334,12 +337,16 @@ class TrainingStartTransaction:
         model_item = to_item(tables.MlModelTable, model)
         run_item = to_item(tables.TrainingRunTable, run.but(lock_version=None))
         meta = tables.MlModelTable.Meta
-        connection = Connection(region=meta.region, host=getattr(meta, "host", None),
-                                connect_timeout_seconds=getattr(meta, "connect_timeout_seconds", None),
-                                read_timeout_seconds=getattr(meta, "read_timeout_seconds", None),
-                                max_retry_attempts=getattr(meta, "max_retry_attempts", None))
+        settings = (meta.region, getattr(meta, "host", None), getattr(meta, "connect_timeout_seconds", None),
+                    getattr(meta, "read_timeout_seconds", None), getattr(meta, "max_retry_attempts", None))
+        if self._connection is None or self._connection[0] != settings:
+            # One connection (one botocore client) per table settings: making a client is ~0.1 s.
+            region, host, connect, read, retries = settings
+            self._connection = (settings, Connection(
+                region=region, host=host, connect_timeout_seconds=connect, read_timeout_seconds=read,
+                max_retry_attempts=retries))
         try:
-            with TransactWrite(connection=connection) as transaction:
+            with TransactWrite(connection=self._connection[1]) as transaction:
                 transaction.save(model_item)  # conditional on the version read (PynamoDB adds it)
                 transaction.save(run_item, condition=tables.TrainingRunTable.run_id.does_not_exist())
         except TransactWriteError as exc:

@@ -73,7 +73,29 @@ def aws(aws_stack, issuer, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("APP_STAGE", "test")
-    return aws_stack
+    yield aws_stack
+    empty_tables()
+
+
+def empty_tables() -> None:
+    """Delete every item a test wrote. The tables outlive the test (deploying them is the slow
+    part), but their items must not: moto copies every table on each TransactWriteItems, so a
+    module whose tests keep adding items grows quadratically in time and memory."""
+    import boto3
+
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    for table in dynamodb.tables.all():
+        keys = [k["AttributeName"] for k in table.key_schema]
+        scan = {"ProjectionExpression": ", ".join(f"#k{i}" for i in range(len(keys))),
+                "ExpressionAttributeNames": {f"#k{i}": k for i, k in enumerate(keys)}}
+        with table.batch_writer() as batch:
+            while True:
+                page = table.scan(**scan)
+                for item in page["Items"]:
+                    batch.delete_item(Key={k: item[k] for k in keys})
+                if "LastEvaluatedKey" not in page:
+                    break
+                scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 @pytest.fixture
