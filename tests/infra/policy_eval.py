@@ -130,6 +130,22 @@ def _manage_connections(call: AwsCall, acct: Account) -> list[IamRequest]:
     return [IamRequest("execute-api:ManageConnections", arn)]
 
 
+def _lambda_invoke(call: AwsCall, acct: Account) -> list[IamRequest]:
+    """lambda:InvokeFunction on the function's ARN, qualified when the call names a version or alias.
+    FunctionName may be a name, `name:qualifier`, a partial ARN (`<account>:function:<name>`) or an ARN
+    (whose own partition, region and account then count)."""
+    name = call.params["FunctionName"]
+    partition, region, account = acct.partition, acct.region, acct.account_id
+    if name.startswith("arn:"):
+        _, partition, _, region, account, _ = name.split(":", 5)
+    elif ":function:" in name:
+        account = name.split(":", 1)[0]
+    function, _, qualifier = name.rsplit(":function:", 1)[-1].partition(":")
+    qualifier = call.params.get("Qualifier") or qualifier
+    arn = f"arn:{partition}:lambda:{region}:{account}:function:{function}"
+    return [IamRequest("lambda:InvokeFunction", f"{arn}:{qualifier}" if qualifier else arn)]
+
+
 def iam_requests(call: AwsCall, acct: Account) -> list[IamRequest]:
     """What IAM is asked to allow when `call` is made in `acct`."""
     if (call.service, call.operation) in _ALWAYS_ALLOWED:
@@ -143,6 +159,8 @@ def iam_requests(call: AwsCall, acct: Account) -> list[IamRequest]:
         return [IamRequest("eks:DescribeCluster", arn)]
     if call.service == "apigatewaymanagementapi":
         return _manage_connections(call, acct)
+    if call.service == "lambda" and call.operation == "Invoke":
+        return _lambda_invoke(call, acct)
     if call.service == "sts" and call.operation == "AssumeRole":
         return [IamRequest("sts:AssumeRole", call.params["RoleArn"])]
     raise UnmappedCall(f"{call.service} {call.operation}")

@@ -95,3 +95,67 @@ def test_create_get_and_list_against_the_stack_resources(api, stack, moto_server
     assert stored["Item"]["name"] == {"S": "Temperature"}
     stored = dynamodb.get_item(TableName=resources["OntologiesTable"], Key={"id": {"S": onto["id"]}})
     assert stored["Item"]["project_id"] == {"S": project}
+
+
+# ---- the predictor function -------------------------------------------------------------------------
+
+PREDICTOR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-models-trainer:2026.11.28-abc1234"
+
+
+@pytest.fixture
+def predictor_stack(stack, moto_server):
+    """predictor.yaml deployed into moto server next to the data stores, as docs/DEPLOY.md deploys it.
+
+    moto creates the function, its role and log group, but keeps only part of an image function's
+    configuration (PackageType, ImageConfig and EphemeralStorage are dropped) and cannot invoke it:
+    test_infra_predictor.py checks those properties in the template itself."""
+    from infra_support import CLOUDFORMATION
+
+    resources, env = stack
+    cfn = boto3.client("cloudformation", endpoint_url=moto_server, region_name=REGION)
+    name = f"ml-models-predictor-{STAGE}"
+    if name not in {s["StackName"] for s in cfn.list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"]}:
+        cfn.create_stack(StackName=name, TemplateBody=(CLOUDFORMATION / "predictor.yaml").read_text(),
+                         Capabilities=["CAPABILITY_NAMED_IAM"], Parameters=[
+                             {"ParameterKey": "Stage", "ParameterValue": STAGE},
+                             {"ParameterKey": "TrainerImageUri", "ParameterValue": PREDICTOR_IMAGE},
+                             {"ParameterKey": "ArtifactBucketName", "ParameterValue": env["ARTIFACT_BUCKET"]},
+                             {"ParameterKey": "ReservedConcurrency", "ParameterValue": "5"}])
+        cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]}
+    return outputs, env
+
+
+def test_the_predictor_stack_makes_the_function_its_role_and_log_group(predictor_stack, moto_server):
+    import ast
+
+    from policy_eval import IamRequest, allowing_statements
+
+    outputs, env = predictor_stack
+    name = f"ml-models-predictor-{STAGE}"
+    assert outputs == {"PredictorFunctionName": name,
+                       "PredictorFunctionArn": f"arn:aws:lambda:{REGION}:123456789012:function:{name}"}
+    function = boto3.client("lambda", endpoint_url=moto_server, region_name=REGION).get_function(FunctionName=name)
+    config = function["Configuration"]
+    assert function["Code"]["ImageUri"] == PREDICTOR_IMAGE
+    assert (config["MemorySize"], config["Timeout"]) == (3008, 20)
+    assert function["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    assert config["Role"] == f"arn:aws:iam::123456789012:role/{name}"
+
+    logs = boto3.client("logs", endpoint_url=moto_server, region_name=REGION)
+    (group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+    assert (group["logGroupName"], group["retentionInDays"]) == (f"/aws/lambda/{name}", 30)
+
+    # The role as deployed: artifact reads in the data stores' bucket, nothing more.
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name=REGION)
+    assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+    (policy_name,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
+    policy = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+    if isinstance(policy, str):  # moto keeps a CloudFormation-made inline policy as the text of a Python dict
+        policy = ast.literal_eval(policy)
+    bucket = f"arn:aws:s3:::{env['ARTIFACT_BUCKET']}"
+    assert allowing_statements(policy, IamRequest("s3:GetObject", f"{bucket}/models/m-1/v1/manifest.json"))
+    for action, resource in (("s3:GetObject", f"{bucket}/runs/m-1/r-1/spec.json"), ("s3:ListBucket", bucket),
+                             ("s3:PutObject", f"{bucket}/models/m-1/v1/manifest.json"),
+                             ("s3:GetObject", f"arn:aws:s3:::{env['DATA_BUCKETS']}/proj-smoke/part-0.csv")):
+        assert not allowing_statements(policy, IamRequest(action, resource)), (action, resource)
