@@ -1,7 +1,17 @@
 """The ML Models control plane: a Chalice app. It wires blueprints; the logic lives in chalicelib."""
 from chalice import Chalice, Rate
 
-from chalicelib.api import ml_models, ontologies, recommend, reconcile, storage_configs, training, versions, websocket
+from chalicelib.api import (
+    ml_models,
+    ontologies,
+    predictions,
+    recommend,
+    reconcile,
+    storage_configs,
+    training,
+    versions,
+    websocket,
+)
 from chalicelib.api.http import guard_request
 from chalicelib.config import MAX_BODY_BYTES, check_lambda_environment
 from chalicelib.observability import configure_logging
@@ -19,6 +29,7 @@ app.register_blueprint(ontologies.bp)
 app.register_blueprint(storage_configs.bp)
 app.register_blueprint(training.bp)
 app.register_blueprint(versions.bp)
+app.register_blueprint(predictions.bp)
 
 
 @app.middleware("http")

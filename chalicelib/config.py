@@ -27,6 +27,7 @@ class Settings:
     ontologies_table: str = "ml-ontologies"
     storage_configs_table: str = "ml-storage-configs"
     training_runs_table: str = "ml-training-runs"
+    model_jobs_table: str = "ml-model-jobs"
     recommendations_table: str = "ml-recommendations"
     ws_connections_table: str = "ml-ws-connections"
     artifact_bucket: str = "ml-models-artifacts"
@@ -80,6 +81,11 @@ class Settings:
     project_data_grants: str = "{}"
     # The role the API assumes, with a per-run session policy, for each trainer's AWS access.
     trainer_run_role_arn: str = ""
+    # Online predictions: the Lambda function (name or ARN) the API invokes synchronously
+    # (infra/cloudformation/predictor.yaml), and where its Invoke calls go instead of AWS
+    # (the local stack only; None means the real Lambda endpoint).
+    predictor_function: str = ""
+    predictor_endpoint_url: str | None = None
     trainer_credentials_seconds: int = 3600
     # Every AWS call (DynamoDB, S3, STS, the WebSocket management API): connect and read timeouts
     # and the total attempts per call, so a dependency that hangs ends the call within
@@ -100,6 +106,7 @@ class Settings:
             ontologies_table=env.get("ONTOLOGIES_TABLE", defaults.ontologies_table),
             storage_configs_table=env.get("STORAGE_CONFIGS_TABLE", defaults.storage_configs_table),
             training_runs_table=env.get("TRAINING_RUNS_TABLE", defaults.training_runs_table),
+            model_jobs_table=env.get("MODEL_JOBS_TABLE", defaults.model_jobs_table),
             recommendations_table=env.get("RECOMMENDATIONS_TABLE", defaults.recommendations_table),
             ws_connections_table=env.get("WS_CONNECTIONS_TABLE", defaults.ws_connections_table),
             artifact_bucket=env.get("ARTIFACT_BUCKET", defaults.artifact_bucket),
@@ -133,6 +140,8 @@ class Settings:
             data_buckets=env.get("DATA_BUCKETS", defaults.data_buckets),
             project_data_grants=env.get("PROJECT_DATA_GRANTS") or defaults.project_data_grants,
             trainer_run_role_arn=env.get("TRAINER_RUN_ROLE_ARN", defaults.trainer_run_role_arn),
+            predictor_function=env.get("PREDICTOR_FUNCTION", defaults.predictor_function),
+            predictor_endpoint_url=env.get("PREDICTOR_ENDPOINT_URL") or None,
             trainer_credentials_seconds=int(env.get("TRAINER_CREDENTIALS_SECONDS",
                                                     defaults.trainer_credentials_seconds)),
             aws_connect_timeout_seconds=float(env.get("AWS_CONNECT_TIMEOUT_SECONDS",
@@ -166,6 +175,7 @@ class Settings:
             "ontologies": self.ontologies_table,
             "storage_configs": self.storage_configs_table,
             "training_runs": self.training_runs_table,
+            "model_jobs": self.model_jobs_table,
             "recommendations": self.recommendations_table,
             "ws_connections": self.ws_connections_table,
         }

@@ -127,6 +127,39 @@ class TrainingRun(Record):
 
 
 @dataclass(frozen=True)
+class ModelJob(Record):
+    """A job that uses a trained version (a batch prediction; `kind` names which), run like a training run:
+    a Kubernetes Job (a local process locally) with its own token, deadline and per-job credentials."""
+
+    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version", "callback_token_hash", "model_kind")
+
+    id: str
+    kind: str
+    model_id: str
+    project_id: str
+    version: int
+    status: str
+    callback_token_hash: str
+    created_at: str
+    updated_at: str
+    # "<model_id>#<kind>": the index that lists one model's jobs of one kind, newest first.
+    model_kind: str = ""
+    artifact_uri: str = ""
+    output_uri: str = ""
+    storage_ids: list[str] = field(default_factory=list)
+    storage_uris: list[str] = field(default_factory=list)
+    # The request's kind-specific settings (a prediction's passthrough_columns and output_format).
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # What the job reported (a prediction's rows and error_rows, its parts).
+    result: dict[str, Any] = field(default_factory=dict)
+    status_history: list[dict[str, Any]] = field(default_factory=list)
+    job_name: str = ""
+    failure_reason: str = ""
+    deadline_at: str | None = None
+    lock_version: int | None = None
+
+
+@dataclass(frozen=True)
 class Recommendation(Record):
     """The last recommendation per project and ontology (model creation reads it)."""
 

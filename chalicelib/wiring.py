@@ -32,6 +32,8 @@ class Repositories:
     s3: Any
     # The model-and-run transaction that starts a run (ports.TrainingStarts).
     training_starts: Any = None
+    # Jobs that use a trained version: batch predictions (ports.ModelJobRepository).
+    model_jobs: Any = None
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Services:
     versions: Any = None
     launcher_factory: Callable[[], Any] = field(default=lambda: None)
     credentials_factory: Callable[[], Any] = field(default=lambda: None)
+    # The online predictor (adapters/predictor.py); None: built from settings on first use.
+    predictor_factory: Callable[[], Any] = field(default=lambda: None)
 
     @cached_property
     def launcher(self) -> Any:
@@ -72,12 +76,40 @@ class Services:
             documents=DocumentStore(self.repos.s3), settlement=self.settlement, scope=self.scope,
             callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
             artifact_prefix=settings.artifact_prefix, region=settings.region,
-            endpoint_url=settings.aws_endpoint_url, credentials=self.credentials_factory(),
+            endpoint_url=settings.aws_endpoint_url, credentials=self.credentials,
             notifier=self.notifier, metrics=self.metrics,
             deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
             max_concurrent_runs=settings.max_concurrent_runs_per_project,
             clock=self.clock, ids=self.ids,
         )
+
+    @cached_property
+    def credentials(self) -> Any:
+        return self.credentials_factory()
+
+    @cached_property
+    def predictions(self) -> Any:
+        """Batch prediction jobs (services/predictions.py), run by the same launcher as training."""
+        from chalicelib.adapters.s3 import DocumentStore
+        from chalicelib.services.predictions import PredictionService
+
+        settings = self.settings
+        return PredictionService(
+            self.repos.models, self.repos.model_jobs, self.repos.training_runs, self.storage_configs,
+            self.launcher, DocumentStore(self.repos.s3), self.scope,
+            callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
+            artifact_prefix=settings.artifact_prefix, region=settings.region,
+            endpoint_url=settings.aws_endpoint_url, credentials=self.credentials, notifier=self.notifier,
+            deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            start_deadline_seconds=settings.training_start_deadline_seconds,
+            submission_grace_seconds=settings.training_submission_grace_seconds,
+            cancel_grace_seconds=self.training.cancel_grace_seconds, clock=self.clock, ids=self.ids)
+
+    @cached_property
+    def online_predictions(self) -> Any:
+        from chalicelib.services.online_predictions import OnlinePredictionService
+
+        return OnlinePredictionService(self.repos.models, self.repos.training_runs, self.predictor_factory())
 
     @cached_property
     def reconciler(self) -> Any:
@@ -91,7 +123,7 @@ class Services:
                           submission_grace_seconds=settings.training_submission_grace_seconds,
                           cancel_grace_seconds=self.training.cancel_grace_seconds,
                           max_runs=settings.reconcile_max_runs, budget_seconds=settings.reconcile_budget_seconds,
-                          clock=self.clock)
+                          clock=self.clock, jobs=[self.predictions])
 
     @cached_property
     def recommend(self) -> Any:
@@ -177,6 +209,35 @@ class OpenDoor:
         return LOCAL_UNAUTHENTICATED
 
 
+def build_predictor(settings: Settings) -> Any:
+    """The online predictor function (a Lambda from the trainer image; locally scripts/local_predictor.py)."""
+    if not settings.predictor_function:
+        return None
+    from chalicelib.adapters.predictor import LambdaPredictor
+
+    return LambdaPredictor(lambda: predictor_client(settings), settings.predictor_function)
+
+
+def predictor_client(settings: Settings):
+    """The Lambda client of the predictor: its own endpoint locally, and a read timeout that outlasts the
+    function's cold start (loading a network takes seconds), inside API Gateway's 29 s."""
+    import boto3
+    from botocore.config import Config
+
+    key = ("lambda", settings.region, settings.predictor_endpoint_url or settings.aws_endpoint_url)
+    if key not in _clients:
+        _clients[key] = boto3.client(
+            "lambda", region_name=settings.region,
+            endpoint_url=settings.predictor_endpoint_url or settings.aws_endpoint_url,
+            config=Config(connect_timeout=settings.aws_connect_timeout_seconds, read_timeout=PREDICTOR_READ_SECONDS,
+                          retries={"total_max_attempts": 1, "mode": "standard"}))
+    return _clients[key]
+
+
+# The predictor's answer may take this long (a cold start loads the artifact); API Gateway allows 29 s.
+PREDICTOR_READ_SECONDS = 25
+
+
 def build_credentials(settings: Settings) -> Any:
     if not settings.trainer_run_role_arn:
         return None
@@ -194,12 +255,14 @@ def dynamo_repositories(settings: Settings) -> Repositories:
     bind_tables(settings)
     return Repositories(dynamo.ModelRepository(), dynamo.OntologyRepository(), dynamo.StorageConfigRepository(),
                         dynamo.TrainingRunRepository(), dynamo.RecommendationRepository(),
-                        S3Store(lambda: aws_client(settings, "s3")), dynamo.TrainingStartTransaction())
+                        S3Store(lambda: aws_client(settings, "s3")), dynamo.TrainingStartTransaction(),
+                        dynamo.ModelJobRepository())
 
 
 def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory = new_id,
                    repos: Repositories | None = None, launcher: Any = None, authenticator: Any = None,
-                   credentials: Any = None, ws_poster: Any = None, metrics: Any = None) -> Services:
+                   credentials: Any = None, ws_poster: Any = None, metrics: Any = None,
+                   predictor: Any = None) -> Services:
     """The whole graph. Any collaborator may be given (tests); the rest come from `settings`."""
     from chalicelib.services.access import AccessGuard
     from chalicelib.services.data_scope import DataScope
@@ -225,7 +288,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
 
     versions = ModelVersionService(repos.models, repos.training_runs, DocumentStore(repos.s3),
                                    artifact_bucket=settings.artifact_bucket, artifact_prefix=settings.artifact_prefix,
-                                   notifier=notifier, clock=clock)
+                                   notifier=notifier, clock=clock, jobs=repos.model_jobs)
     return Services(
         settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
         models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
@@ -240,6 +303,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
         clock=clock, ids=ids, metrics=metrics,
         launcher_factory=(lambda: launcher) if launcher is not None else (lambda: build_launcher(settings)),
         credentials_factory=(lambda: credentials) if credentials is not None else (lambda: build_credentials(settings)),
+        predictor_factory=(lambda: predictor) if predictor is not None else (lambda: build_predictor(settings)),
     )
 
 

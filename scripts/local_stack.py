@@ -39,6 +39,7 @@ OUTPUT_ENV = {
     "OntologiesTableName": "ONTOLOGIES_TABLE",
     "StorageConfigsTableName": "STORAGE_CONFIGS_TABLE",
     "TrainingRunsTableName": "TRAINING_RUNS_TABLE",
+    "ModelJobsTableName": "MODEL_JOBS_TABLE",
     "RecommendationsTableName": "RECOMMENDATIONS_TABLE",
     "WebSocketConnectionsTableName": "WS_CONNECTIONS_TABLE",
     "ArtifactBucketName": "ARTIFACT_BUCKET",
@@ -170,7 +171,8 @@ def run_log_dir(port: int) -> Path:
 
 
 def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str],
-                    ws_management_port: int | None = None, auth_env: dict[str, str] | None = None) -> dict[str, str]:
+                    ws_management_port: int | None = None, auth_env: dict[str, str] | None = None,
+                    predictor_port: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(data_env)
     env.update(auth_env or {"AUTH_MODE": "off"})
@@ -184,6 +186,11 @@ def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str
     env.setdefault("LOCAL_RUN_LOG_DIR", str(run_log_dir(port)))
     if ws_management_port:
         env["WEBSOCKET_ENDPOINT_URL"] = f"http://127.0.0.1:{ws_management_port}"
+    if predictor_port:  # online predictions: the predictor function's local twin (scripts/local_predictor.py)
+        from scripts.local_predictor import DEFAULT_FUNCTION_NAME
+
+        env["PREDICTOR_FUNCTION"] = DEFAULT_FUNCTION_NAME
+        env["PREDICTOR_ENDPOINT_URL"] = f"http://127.0.0.1:{predictor_port}"
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -210,6 +217,17 @@ def start_ws_gateway(port: int, management_port: int, env: dict[str, str], log_f
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None, start_new_session=True,
     )
     wait_for_http(f"http://127.0.0.1:{management_port}/@connections/ping", proc)
+    return proc
+
+
+def start_predictor(port: int, env: dict[str, str], log_file=None) -> subprocess.Popen:
+    """Start the predictor function's local twin (scripts/local_predictor.py): the same handler the Lambda
+    image runs, behind the Lambda Invoke API, reading artifacts from the stack's S3."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.local_predictor", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None, start_new_session=True,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/2015-03-31/functions/ping/invocations", proc)
     return proc
 
 
@@ -245,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", 8081)))
     parser.add_argument("--ws-management-port", type=int, default=int(os.environ.get("WS_MANAGEMENT_PORT", 8082)))
     parser.add_argument("--issuer-port", type=int, default=int(os.environ.get("ISSUER_PORT", 8083)))
+    parser.add_argument("--predictor-port", type=int, default=int(os.environ.get("PREDICTOR_PORT", 8084)))
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="use this AWS endpoint (e.g. LocalStack) instead of starting moto server")
     parser.add_argument("--auth", choices=("on", "off"), default=os.environ.get("AUTH", "on").lower() or "on",
@@ -267,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data stores ready: %s", ", ".join(f"{k}={v}" for k, v in sorted(data_env.items())))
     issuer = start_issuer(args.issuer_port) if args.auth == "on" else None
     env = app_environment(endpoint, args.port, data_env, args.ws_management_port,
-                          auth_environment(args.auth, issuer))
+                          auth_environment(args.auth, issuer), predictor_port=args.predictor_port)
     gateway = start_ws_gateway(args.ws_port, args.ws_management_port, env)
+    predictor = start_predictor(args.predictor_port, env)
+    log.info("predictor function (local twin) on http://127.0.0.1:%d", args.predictor_port)
     api = None
     try:
         api = start_api(args.port, env, host="127.0.0.1")
@@ -279,13 +300,13 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("AUTHENTICATION IS OFF (AUTH=off): anyone reaching the API acts as an admin")
         else:
             log.info("tokens: make token PROJECT=proj-123 [ROLE=viewer|editor|admin]  (issuer %s)", issuer.url)
-        while api.poll() is None and gateway.poll() is None:
+        while api.poll() is None and gateway.poll() is None and predictor.poll() is None:
             time.sleep(0.5)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        for proc in (api, gateway):
+        for proc in (api, gateway, predictor):
             if proc is not None:
                 stop(proc)
         if issuer is not None:

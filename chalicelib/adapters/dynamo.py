@@ -20,12 +20,12 @@ from pynamodb.models import Model
 from chalicelib.adapters import tables
 from chalicelib.adapters.aws_faults import unavailable
 from chalicelib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StaleRecord, UpstreamUnavailable
-from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
-from chalicelib.services.ports import ACTIVE_RUN_STATUSES, RETRIES_ON_STALE, OptimisticModify
+from chalicelib.records import MlModel, ModelJob, Ontology, Recommendation, Record, StorageConfig, TrainingRun
+from chalicelib.services.ports import ACTIVE_RUN_STATUSES, JOB_KINDS, RETRIES_ON_STALE, OptimisticModify
 from chalicelib.services.validation import DYNAMODB_ITEM_BYTES, MAX_ITEM_BYTES, attribute_bytes, check_item_size
 
 __all__ = ["RETRIES_ON_STALE", "StaleRecord", "ModelRepository", "OntologyRepository", "StorageConfigRepository",
-           "TrainingRunRepository", "RecommendationRepository"]
+           "TrainingRunRepository", "ModelJobRepository", "RecommendationRepository"]
 
 T = TypeVar("T", bound=Model)
 R = TypeVar("R")
@@ -296,6 +296,43 @@ class TrainingRunRepository(Repository[tables.TrainingRunTable, TrainingRun]):
         start = decode_token(next_token, ("status", status), shape) if next_token else None
         results = self.table.status_index.query(status, limit=limit, last_evaluated_key=start)
         return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
+
+
+class ModelJobRepository(Repository[tables.ModelJobTable, ModelJob]):
+    table = tables.ModelJobTable
+    record_type = ModelJob
+    kind = "job"
+
+    @dynamo_call
+    def list_by_model(self, model_id: str, kind: str, limit: int,
+                      next_token: str | None) -> tuple[list[ModelJob], str | None]:
+        """One model's jobs of `kind`, newest first."""
+        shape = {self.key_name: "S", "model_kind": "S", "created_at": "S"}
+        model_kind = f"{model_id}#{kind}"
+        start = decode_token(next_token, ("model_kind", model_kind), shape) if next_token else None
+        results = self.table.model_kind_index.query(model_kind, scan_index_forward=False, limit=limit,
+                                                    last_evaluated_key=start)
+        return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
+
+    @dynamo_call
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[ModelJob], str | None]:
+        """Jobs in `status`, least recently updated first (never a Scan)."""
+        shape = {self.key_name: "S", "status": "S", "updated_at": "S"}
+        start = decode_token(next_token, ("status", status), shape) if next_token else None
+        results = self.table.status_index.query(status, limit=limit, last_evaluated_key=start)
+        return [self._record(item) for item in results], encode_token(results.last_evaluated_key)
+
+    @dynamo_call
+    def delete_by_model(self, model_id: str) -> int:
+        """Delete every job of the model (each kind's index), in batches."""
+        deleted = 0
+        with self.table.batch_write() as batch:
+            for kind in JOB_KINDS:
+                for item in self.table.model_kind_index.query(f"{model_id}#{kind}", attributes_to_get=["id"]):
+                    batch.delete(self.table(item.id))
+                    deleted += 1
+        return deleted
 
 
 class RecommendationRepository:

@@ -128,9 +128,9 @@ def label_value(value: str) -> str:
     return _LABEL_VALUE_EDGES.sub("", _LABEL_VALUE_EDGES.sub("", cleaned)[:63])
 
 
-def secret_name(run_id: str) -> str:
+def secret_name(run_id: str, kind: str = "train") -> str:
     """The run's Secret: its token and credentials (Secret names may be up to 253 characters)."""
-    return f"{job_name(run_id)}-token"
+    return f"{job_name(run_id, kind)}-token"
 
 
 def job_labels(job: TrainingJob) -> dict[str, str]:
@@ -158,7 +158,8 @@ def _container_env(job: TrainingJob) -> list[dict[str, Any]]:
     environment = {"HOME": "/tmp", **job.plain_environment()}
     env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
     env += [
-        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(job.run_id), "key": secret_key(name)}}}
+        {"name": name,
+         "valueFrom": {"secretKeyRef": {"name": secret_name(job.run_id, job.kind), "key": secret_key(name)}}}
         for name in sorted(job.secret_environment())
     ]
     return env
@@ -169,6 +170,8 @@ def _container(job: TrainingJob, config: EksLauncherConfig) -> dict[str, Any]:
         "name": TRAINER_CONTAINER,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
+        # The image's entry point is the trainer's; other kinds run their own module of the same image.
+        **({} if job.kind == "train" else {"command": ["python", "-m", job.entry_point]}),
         "env": _container_env(job),
         "resources": config.resources_for(job.model_type),
         "securityContext": {
@@ -215,7 +218,7 @@ def build_job_manifest(job: TrainingJob, config: EksLauncherConfig) -> dict[str,
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(job.run_id),
+            "name": job.name,
             "namespace": config.namespace,
             "labels": labels,
             "annotations": _annotations(job),
@@ -244,7 +247,7 @@ def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: 
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(job.run_id),
+            "name": secret_name(job.run_id, job.kind),
             "namespace": config.namespace,
             "labels": job_labels(job),
             "annotations": _annotations(job),
@@ -252,7 +255,7 @@ def build_secret_manifest(job: TrainingJob, config: EksLauncherConfig, job_uid: 
                 {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "name": job_name(job.run_id),
+                    "name": job.name,
                     "uid": job_uid,
                     # No blockOwnerDeletion: it would need update rights on jobs/finalizers
                     # where OwnerReferencesPermissionEnforcement is on, and buys nothing here.

@@ -12,9 +12,15 @@ from typing import Protocol
 
 from chalicelib import trainer_contract as contract
 
+# What a job runs, by kind: the module of the trainer image (`python -m <module>`).
+ENTRY_POINTS = {"train": "trainer", "predict": "trainer.batch_predict"}
+
 
 @dataclass(frozen=True)
 class TrainingJob:
+    """A job of the trainer image: a training run (kind "train"; `run_id` the run's id) or a job that uses a
+    trained version (kind "predict"; `run_id` the job's id). Every kind has the same contract and safeguards."""
+
     run_id: str
     model_id: str
     project_id: str
@@ -29,9 +35,22 @@ class TrainingJob:
     # and their expiry (`RunCredentials.environment()`, `trainer_contract.credential_secrets`).
     # Only the contract's secret names and TRAINER_CREDENTIALS_EXPIRATION.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    kind: str = "train"
 
     def __post_init__(self) -> None:
+        if self.kind not in ENTRY_POINTS:
+            raise ValueError(f"TrainingJob.kind must be one of {sorted(ENTRY_POINTS)}, not {self.kind!r}")
         contract.check_names(self.environment, self.secrets)
+
+    @property
+    def entry_point(self) -> str:
+        """The module the container runs (`python -m <entry_point>`)."""
+        return ENTRY_POINTS[self.kind]
+
+    @property
+    def name(self) -> str:
+        """The job's name in its launcher (`job_name`)."""
+        return job_name(self.run_id, self.kind)
 
     def plain_environment(self) -> dict[str, str]:
         """The variables that may be written in plain text (a Job manifest)."""
@@ -97,7 +116,7 @@ class JobLauncher(Protocol):
         ...
 
 
-def job_name(run_id: str) -> str:
-    """A DNS-1123 name derived from the run id (at most 63 characters)."""
+def job_name(run_id: str, kind: str = "train") -> str:
+    """A DNS-1123 name derived from the job's kind and id (at most 63 characters)."""
     cleaned = "".join(c if c.isalnum() else "-" for c in run_id.lower()).strip("-")
-    return f"train-{cleaned}"[:63].rstrip("-")
+    return f"{kind}-{cleaned}"[:63].rstrip("-")

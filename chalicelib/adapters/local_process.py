@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import trainer_contract as contract
-from chalicelib.adapters.launcher import JobState, TrainingJob, job_name
+from chalicelib.adapters.launcher import JobState, TrainingJob
 
 log = logging.getLogger("ml_models.local_launcher")
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ class LocalProcessLauncher:
         self._lock = threading.Lock()
 
     def submit(self, job: TrainingJob) -> str:
-        name = job_name(job.run_id)
+        name = job.name
         with self._lock:
             if name in self.started:  # idempotent: the same run is never started twice
                 return name
@@ -70,7 +70,7 @@ class LocalProcessLauncher:
             ids = {"model_id": job.model_id, "run_id": job.run_id}
             with open(log_path, "wb") as out:
                 try:
-                    code = self._call(name, env, out)
+                    code = self._call(name, job.entry_point, env, out)
                 except OSError:
                     log.exception("trainer_not_started", extra={**ids, "python": self.python})
                     code, reason = -1, "the trainer could not be started"
@@ -83,12 +83,12 @@ class LocalProcessLauncher:
             # Nothing is posted: as on EKS, the reconciler reads this exit (inspect) and settles the run
             # (0: the trainer's complete report was accepted; otherwise failed with `reason`).
 
-    def _call(self, name: str, env: Mapping[str, str], out: Any) -> int:
+    def _call(self, name: str, module: str, env: Mapping[str, str], out: Any) -> int:
         """Run the trainer to its end (a job cancelled before its turn never starts)."""
         with self._lock:
             if name in self.cancelled:
                 return -1
-            process = subprocess.Popen([self.python, "-m", "trainer"], cwd=self.workdir, env=env, stdout=out,
+            process = subprocess.Popen([self.python, "-m", module], cwd=self.workdir, env=env, stdout=out,
                                        stderr=subprocess.STDOUT)
             self.processes[name] = process
         try:

@@ -172,6 +172,60 @@ class TrainingRunTable(Model):
     status_index = RunsByStatusIndex()
 
 
+class JobsByModelKindIndex(GlobalSecondaryIndex):
+    """One model's jobs of one kind ("<model_id>#<kind>"), newest first."""
+
+    class Meta:
+        index_name = "model_kind-created_at-index"
+        projection = AllProjection()
+
+    model_kind = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class JobsByStatusIndex(GlobalSecondaryIndex):
+    """Jobs in one status, least recently changed first (the reconciler; only active statuses are queried)."""
+
+    class Meta:
+        index_name = "status-updated_at-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class ModelJobTable(Model):
+    """Jobs that use a trained version: batch predictions (records.ModelJob)."""
+
+    class Meta:
+        table_name = "ml-model-jobs"
+
+    id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    model_id = UnicodeAttribute()
+    project_id = UnicodeAttribute()
+    version = NumberAttribute()
+    status = UnicodeAttribute()
+    callback_token_hash = UnicodeAttribute()
+    model_kind = UnicodeAttribute()
+    artifact_uri = UnicodeAttribute(default="")
+    output_uri = UnicodeAttribute(default="")
+    storage_ids = JSONAttribute(default=list)
+    storage_uris = JSONAttribute(default=list)
+    parameters = JSONAttribute(default=dict)
+    result = JSONAttribute(default=dict)
+    status_history = JSONAttribute(default=list)
+    job_name = UnicodeAttribute(default="")
+    failure_reason = UnicodeAttribute(default="")
+    deadline_at = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    lock_version = VersionAttribute()
+
+    model_kind_index = JobsByModelKindIndex()
+    status_index = JobsByStatusIndex()
+
+
 class RecommendationTable(Model):
     """The last recommendation per project and ontology."""
 
@@ -209,6 +263,7 @@ ALL_TABLES: dict[str, type[Model]] = {
     "ontologies": OntologyTable,
     "storage_configs": StorageConfigTable,
     "training_runs": TrainingRunTable,
+    "model_jobs": ModelJobTable,
     "recommendations": RecommendationTable,
     "ws_connections": WsConnectionTable,
 }

@@ -159,31 +159,54 @@ class DataScope:
         under those prefixes. Raises SessionPolicyTooLarge when it would exceed STS's 2048
         characters.
         """
+        self._check_ids(project_id, model_id, run_id, version, artifact_prefix, runs_prefix)
+        artifacts = f"{artifact_prefix}/{model_id}/v{version}/"
+        return self._policy(project_id, partition, reads=[f"{runs_prefix}/{model_id}/{run_id}/"],
+                            writes=[artifacts], lists=[artifacts])
+
+    def job_session_policy(self, *, project_id: str, model_id: str, version: int, job_id: str,
+                           artifact_prefix: str = "models", runs_prefix: str = "runs",
+                           output_prefix: str = "predictions", partition: str = "aws") -> dict:
+        """The IAM session policy of one job that uses a trained version (a batch prediction).
+
+        Reads: the project's locations, its spec `<runs_prefix>/<model_id>/<job_id>/`, the version's
+        artifact `<artifact_prefix>/<model_id>/v<version>/` (read only). Reads and writes: its own
+        output `<output_prefix>/<model_id>/<job_id>/`. Lists: the project's locations only."""
+        self._check_ids(project_id, model_id, job_id, version, artifact_prefix, runs_prefix, output_prefix)
+        output = f"{output_prefix}/{model_id}/{job_id}/"
+        return self._policy(project_id, partition,
+                            reads=[f"{runs_prefix}/{model_id}/{job_id}/", f"{artifact_prefix}/{model_id}/v{version}/"],
+                            writes=[output], lists=[])
+
+    @staticmethod
+    def _check_ids(project_id: str, model_id: str, job_id: str, version: int, *prefixes: str) -> None:
         _require_project_id(project_id)
-        for name, value in (("model_id", model_id), ("run_id", run_id)):
+        for name, value in (("model_id", model_id), ("run_id", job_id)):
             if not isinstance(value, str) or not _ARN_SAFE_ID.fullmatch(value):
                 raise InvalidInput(f"{name} cannot be used in a session policy: {value!r}", field=name)
-        for name, value in (("artifact_prefix", artifact_prefix), ("runs_prefix", runs_prefix)):
+        for value in prefixes:
             if not _ARN_SAFE_PREFIX.fullmatch(value):
-                raise ValueError(f"{name} cannot be used in a session policy: {value!r}")
+                raise ValueError(f"a prefix cannot be used in a session policy: {value!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
 
-        spec = f"{runs_prefix}/{model_id}/{run_id}/"
-        artifacts = f"{artifact_prefix}/{model_id}/v{version}/"
+    def _policy(self, project_id: str, partition: str, *, reads: list[str], writes: list[str],
+                lists: list[str]) -> dict:
+        """Get on the project's data and the artifact bucket's `reads`, Get and Put on its `writes`, List on
+        the data prefixes and the artifact bucket's `lists`."""
         data = self.locations(project_id)
         statements: list[dict] = [
             {"Effect": "Allow", "Action": "s3:GetObject",
              "Resource": _one_or_many([_object_arn(partition, d.bucket, d.prefix) for d in data]
-                                      + [_object_arn(partition, self.artifact_bucket, spec)])},
+                                      + [_object_arn(partition, self.artifact_bucket, r) for r in reads])},
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": _object_arn(partition, self.artifact_bucket, artifacts)},
+             "Resource": _one_or_many([_object_arn(partition, self.artifact_bucket, w) for w in writes])},
         ]
         listing: dict[str, set[str]] = {}
         for d in data:
             listing.setdefault(d.bucket, set()).add(d.prefix)
-        # The trainer lists its version prefix; the spec it reads by name.
-        listing.setdefault(self.artifact_bucket, set()).add(artifacts)
+        for prefix in lists:
+            listing.setdefault(self.artifact_bucket, set()).add(prefix)
         statements.extend(_list_statements(partition, listing))
         policy = {"Version": IAM_VERSION, "Statement": statements}
         size = len(policy_json(policy))

@@ -19,7 +19,7 @@ from typing import Any
 from chalicelib.adapters.websocket import ConnectionPoster, ConnectionStore, topic
 from chalicelib.auth.principal import Principal
 from chalicelib.errors import UpstreamUnavailable
-from chalicelib.records import MlModel, TrainingRun
+from chalicelib.records import MlModel, ModelJob, TrainingRun
 from chalicelib.services.common import utc_now
 
 log = logging.getLogger("ml_models.notifications")
@@ -69,6 +69,13 @@ class Notifier:
         self.publish(run.project_id, run.model_id, {
             "event": "training.cancelled", "model_id": run.model_id, "project_id": run.project_id,
             "run_id": run.run_id, "status": run.status, "at": self.clock(),
+        })
+
+    def prediction_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
+        self.publish(job.project_id, job.model_id, {
+            "event": "prediction.status_changed", "model_id": job.model_id, "project_id": job.project_id,
+            "prediction_id": job.id, "status": job.status, "previous_status": previous_status,
+            "rows": job.result.get("rows"), "at": self.clock(),
         })
 
     def publish(self, project_id: str, model_id: str, event: dict[str, Any]) -> int:
@@ -188,4 +195,7 @@ class NullNotifier:
         pass
 
     def training_cancelled(self, run: TrainingRun) -> None:
+        pass
+
+    def prediction_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
         pass

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from chalicelib.errors import Conflict, StaleRecord
-from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
+from chalicelib.records import MlModel, ModelJob, Ontology, Recommendation, Record, StorageConfig, TrainingRun
 
 R = TypeVar("R", bound=Record)
 
@@ -34,6 +34,9 @@ RETRIES_ON_STALE = 5
 # A run in one of these has not ended (the others: run_settlement.FINAL_RUN_STATUSES).
 # `cancelling`: the model has left the run, but its job may still be stopping (it counts until it is gone).
 ACTIVE_RUN_STATUSES = ("queued", "submitted", "running", "cancelling")
+# What a ModelJob may be (records.ModelJob.kind), and its statuses until it ends.
+JOB_KINDS = ("prediction",)
+ACTIVE_JOB_STATUSES = ("queued", "running", "cancelling")
 
 
 class Records(Protocol[R]):
@@ -115,3 +118,15 @@ class OptimisticModify:
                 continue
         raise Conflict(f"{self.kind} '{key}' is being changed concurrently; retry",
                        field=field or getattr(self, "key_name", "id"))
+
+
+class ModelJobRepository(Records[ModelJob], Protocol):
+    """Jobs are listed per model and kind (newest first), and per status for the reconciler."""
+
+    def list_by_model(self, model_id: str, kind: str, limit: int,
+                      next_token: str | None) -> tuple[list[ModelJob], str | None]: ...
+
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[ModelJob], str | None]: ...
+
+    def delete_by_model(self, model_id: str) -> int: ...

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ class Reconciler:
                  complete_from_manifest: Callable[[TrainingRun], bool], *, start_deadline_seconds: int = 600,
                  submission_grace_seconds: int = 300, cancel_grace_seconds: int = 30, max_runs: int = 100,
                  budget_seconds: float = 20.0, clock: Clock = utc_now,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, jobs: Sequence[Any] = ()) -> None:
         self.runs = runs
         self.launcher = launcher
         self.settlement = settlement
@@ -79,16 +79,19 @@ class Reconciler:
         self.budget_seconds = budget_seconds
         self.clock = clock
         self.monotonic = monotonic
+        # Services of other jobs on the same launcher (services/predictions.py), each with `active_jobs()`
+        # and `settle(job) -> outcome`: swept after the runs, within the same limits.
+        self.jobs = list(jobs)
 
     def reconcile(self) -> dict[str, Any]:
         """One sweep over the active runs; returns (and logs) its summary."""
         sweep, started = Sweep(), self.monotonic()
-        for run in self._active_runs():
+        for settle, item in self._active():
             if sweep.seen >= self.max_runs or self.monotonic() - started > self.budget_seconds:
                 sweep.exhausted = False
                 break
             sweep.seen += 1
-            sweep.count(self._settle_safely(run))
+            sweep.count(self._safely(settle, item))
         log.info("reconcile_finished", extra=sweep.summary())
         return sweep.summary()
 
@@ -101,13 +104,18 @@ class Reconciler:
                 if token is None:
                     break
 
-    def _settle_safely(self, run: TrainingRun) -> str:
+    def _active(self) -> Iterator[tuple[Callable[[Any], str], Any]]:
+        yield from ((self.settle, run) for run in self._active_runs())
+        for service in self.jobs:
+            yield from ((service.settle, job) for job in service.active_jobs())
+
+    def _safely(self, settle: Callable[[Any], str], item: Any) -> str:
         try:
-            return self.settle(run)
+            return settle(item)
         except Conflict:
             return "skipped"  # it ended (or moved on) meanwhile
         except DomainError as exc:  # the cluster or a store did not answer: next minute's sweep retries
-            log.warning("reconcile_run_failed", extra={"model_id": run.model_id, "run_id": run.run_id,
+            log.warning("reconcile_run_failed", extra={"model_id": item.model_id, "run_id": item.key,
                                                        "reason": exc.message})
             return "error"
 

@@ -21,6 +21,8 @@ from chalicelib.services.notifications import NullNotifier
 from chalicelib.services.ports import ModelRepository, TrainingRunRepository
 from chalicelib.services.training import RUNS_PREFIX
 
+PREDICTIONS_PREFIX = "predictions"  # services/predictions.py writes each job's output under it
+
 log = logging.getLogger("ml_models.versions")
 
 MANIFEST = "manifest.json"
@@ -37,9 +39,11 @@ def trained_at(run: TrainingRun) -> str:
 class ModelVersionService:
     def __init__(self, models: ModelRepository, runs: TrainingRunRepository, documents: Any, *,
                  artifact_bucket: str, artifact_prefix: str = "models", notifier: Any = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, jobs: Any = None) -> None:
         self.models = models
         self.runs = runs
+        # The model's prediction jobs (ports.ModelJobRepository), removed with it; None: none kept.
+        self.jobs = jobs
         # The artifact bucket's documents and objects (adapters/s3.py DocumentStore).
         self.documents = documents
         self.artifact_bucket = artifact_bucket
@@ -110,7 +114,11 @@ class ModelVersionService:
             ("training runs", lambda: self.runs.delete_by_model(model.id)),
             ("artifacts", lambda: self.documents.delete_prefix(self.artifact_bucket, self._artifacts(model.id))),
             ("run specs", lambda: self.documents.delete_prefix(self.artifact_bucket, f"{RUNS_PREFIX}/{model.id}/")),
+            ("prediction outputs", lambda: self.documents.delete_prefix(
+                self.artifact_bucket, f"{PREDICTIONS_PREFIX}/{model.id}/")),
         ]
+        if self.jobs is not None:
+            steps.append(("prediction jobs", lambda: self.jobs.delete_by_model(model.id)))
         for what, step in steps:
             try:
                 count = step()

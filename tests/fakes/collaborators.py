@@ -56,6 +56,9 @@ class RecordingNotifier:
     def training_cancelled(self, run) -> None:
         self.events.append(("cancelled", run.model_id, run.run_id))
 
+    def prediction_status_changed(self, job, previous_status: str | None) -> None:
+        self.events.append(("prediction", job.id, previous_status, job.status))
+
 
 class MemoryDocuments:
     """The DocumentStore (adapters/s3.py) over a dict of (bucket, key) → JSON document."""
@@ -104,3 +107,20 @@ class FakeS3:
         if any(location.uri.startswith(u) for u in self.unreadable):
             raise InvalidInput(f"cannot read {location.uri}", field="uri")
         return 1
+
+
+class CannedPredictor:
+    """The online predictor (adapters/predictor.py) answering as trainer/predictor.py would for a two-class
+    model: "yes" for every instance (or raising what a test sets in `raise_with`). It records each payload."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict] = []
+        self.raise_with: Exception | None = None
+
+    def predict(self, payload: dict) -> dict:
+        self.payloads.append(payload)
+        if self.raise_with is not None:
+            raise self.raise_with
+        return {"model_id": payload["model_id"], "version": payload["version"],
+                "predictions": ["yes" for _ in payload["instances"]],
+                "probabilities": [[0.25, 0.75] for _ in payload["instances"]], "classes": ["no", "yes"]}

@@ -1,7 +1,7 @@
 """A job launcher that only records what it is asked to start (and can refuse once)."""
 from __future__ import annotations
 
-from chalicelib.adapters.launcher import JobState, TrainingJob, job_name
+from chalicelib.adapters.launcher import JobState, TrainingJob
 
 
 class FakeLauncher:
@@ -19,12 +19,12 @@ class FakeLauncher:
             exc, self.refuse_with = self.refuse_with, None
             raise exc
         self.jobs.append(job)
-        return job_name(job.run_id)
+        return job.name
 
     def inspect(self, name: str) -> JobState:
         if name in self.states:
             return self.states[name]
-        known = any(job_name(job.run_id) == name for job in self.jobs)
+        known = any(job.name == name for job in self.jobs)
         return JobState("pending") if known else JobState("missing", "NotFound", f"no job {name}")
 
     def cancel(self, name: str, grace_seconds: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord
-from chalicelib.records import MlModel, Ontology, Recommendation, Record, StorageConfig, TrainingRun
+from chalicelib.records import MlModel, ModelJob, Ontology, Recommendation, Record, StorageConfig, TrainingRun
 from chalicelib.services.ports import ACTIVE_RUN_STATUSES, OptimisticModify
 from chalicelib.services.validation import MAX_ITEM_BYTES, check_item_size
 
@@ -88,6 +88,17 @@ class MemoryRepository(OptimisticModify, Generic[R]):
                 raise StaleRecord(record.key)
             del self.rows[record.key]
 
+    def _by_status(self, status: str, limit: int, next_token: str | None) -> tuple[list[R], str | None]:
+        """Records in `status`, least recently updated first (as the tables' status index)."""
+        with self._lock:
+            ordered = sorted((r for r in self.rows.values() if r.status == status), key=lambda r: (r.updated_at, r.key))
+        if next_token:
+            after = _position(next_token, "status", status)
+            ordered = [r for r in ordered if (r.updated_at, r.key) > after]
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        return page, (_token("status", status, (page[-1].updated_at, page[-1].key)) if more and page else None)
+
     def _page(self, owner: str, value: str, items: list[R], order: Callable[[R], tuple], limit: int,
               next_token: str | None) -> tuple[list[R], str | None]:
         ordered = sorted(items, key=order, reverse=True)
@@ -136,14 +147,7 @@ class MemoryTrainingRunRepository(MemoryRepository[TrainingRun]):
 
     def list_by_status(self, status: str, limit: int,
                        next_token: str | None) -> tuple[list[TrainingRun], str | None]:
-        with self._lock:
-            ordered = sorted((r for r in self.rows.values() if r.status == status), key=lambda r: (r.updated_at, r.key))
-        if next_token:
-            after = _position(next_token, "status", status)
-            ordered = [r for r in ordered if (r.updated_at, r.key) > after]
-        page = ordered[:limit]
-        more = len(ordered) > limit
-        return page, (_token("status", status, (page[-1].updated_at, page[-1].key)) if more and page else None)
+        return self._by_status(status, limit, next_token)
 
     def find_version(self, model_id: str, version: int) -> TrainingRun | None:
         with self._lock:
@@ -155,6 +159,28 @@ class MemoryTrainingRunRepository(MemoryRepository[TrainingRun]):
             for key in keys:
                 del self.rows[key]
         return len(keys)
+
+
+class MemoryModelJobRepository(MemoryRepository[ModelJob]):
+    kind = "job"
+
+    def list_by_model(self, model_id: str, kind: str, limit: int,
+                      next_token: str | None) -> tuple[list[ModelJob], str | None]:
+        with self._lock:
+            items = [r for r in self.rows.values() if r.model_kind == f"{model_id}#{kind}"]
+        return self._page("model_kind", f"{model_id}#{kind}", items, lambda r: (r.created_at, r.key), limit,
+                          next_token)
+
+    def list_by_status(self, status: str, limit: int,
+                       next_token: str | None) -> tuple[list[ModelJob], str | None]:
+        return self._by_status(status, limit, next_token)
+
+    def delete_by_model(self, model_id: str) -> int:
+        with self._lock:
+            doomed = [k for k, r in self.rows.items() if r.model_id == model_id]
+            for key in doomed:
+                del self.rows[key]
+        return len(doomed)
 
 
 class MemoryRecommendationRepository:

@@ -176,9 +176,12 @@ class Reply:
 
 @pytest.fixture
 def launcher(api) -> FakeLauncher:
-    """Training jobs go to a launcher that records them instead of starting anything."""
+    """Training and prediction jobs go to a launcher that records them instead of starting anything; online
+    predictions to a canned predictor."""
+    from fakes.collaborators import CannedPredictor
+
     fake = FakeLauncher()
-    install_graph(launcher=fake)
+    install_graph(launcher=fake, predictor=CannedPredictor())
     return fake
 
 

@@ -67,6 +67,17 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("/api/ml-models/{model_id}/versions/{version}/promote", "POST"): Route(200, lambda w: Request(
         "POST", f"/api/ml-models/{w['version_model']}/versions/1/promote",
         record=f"/api/ml-models/{w['version_model']}")),
+    ("/api/ml-models/{model_id}/predictions", "POST"): Route(202, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/predictions", {"storage_ids": [w["storage"]]})),
+    ("/api/ml-models/{model_id}/predictions", "GET"): Route(200, lambda w: Request(
+        "GET", f"/api/ml-models/{w['version_model']}/predictions")),
+    ("/api/ml-models/{model_id}/predictions/{prediction_id}", "GET"): Route(200, lambda w: Request(
+        "GET", f"/api/ml-models/{w['version_model']}/predictions/{w['prediction']}")),
+    ("/api/ml-models/{model_id}/predictions/{prediction_id}/cancel", "POST"): Route(202, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/predictions/{w['prediction']}/cancel",
+        record=f"/api/ml-models/{w['version_model']}/predictions/{w['prediction']}")),
+    ("/api/ml-models/{model_id}/predict", "POST"): Route(200, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/predict", {"instances": [{"temperature": 1.5}]})),
     ("/api/ontologies", "GET"): Route(200, lambda w: Request("GET", f"/api/ontologies?project_id={w['project']}")),
     ("/api/ontologies", "POST"): Route(201, lambda w: Request("POST", "/api/ontologies", {
         "project_id": w["project"], "name": "o", "content": w["ttl"]})),
@@ -114,7 +125,8 @@ def test_every_route_is_in_the_table():
     assert registered == set(ROUTE_ACCESS), "a route was registered without going through user_route/callback_route"
     assert user_routes == set(ROUTES), f"routes missing from the access table: {sorted(user_routes - set(ROUTES))}"
     callbacks = {key for key, rule in ROUTE_ACCESS.items() if rule == CALLBACK}
-    assert all(path.startswith("/api/ml-models/{model_id}/training/") for path, _ in callbacks)
+    assert all(path.startswith(("/api/ml-models/{model_id}/training/",
+                                "/api/ml-models/{model_id}/predictions/{prediction_id}/")) for path, _ in callbacks)
 
 
 # ---- the world each case runs in ------------------------------------------------------------
@@ -157,7 +169,10 @@ def world(api, launcher, project):
             body = {"model_artifact_path": own_artifact(api, trained)} if outcome == "complete" else {"reason": "x"}
             assert api.post(f"/api/ml-models/{version_model['id']}/training/{outcome}", body, headers={
                 "Authorization": f"Bearer {trained.callback_token}", "X-Training-Run-Id": trained.run_id}).status == 200
-        built[side] = {"version_model": version_model["id"],
+        prediction = api.post(f"/api/ml-models/{version_model['id']}/predictions",
+                              {"storage_ids": [storage["id"]]})
+        assert prediction.status == 202, prediction
+        built[side] = {"version_model": version_model["id"], "prediction": prediction.json["id"],
                        "project": pid, "ontology": onto["id"], "spare_ontology": spare["id"], "model": model["id"],
                        "training_model": training_model["id"],
                        "run_model": run_model["id"], "run": job.run_id, "storage": storage["id"],

@@ -77,6 +77,8 @@ class Ids:
     """Real ids of the records the fuzz works on, filled by the fixture."""
 
     project = ontology = model = storage = run = token = ""
+    # A trained model (v1) with a prediction job, and that job's token.
+    trained = prediction = prediction_token = ""
 
 
 def templates(ids: Ids) -> dict[tuple[str, str], dict]:
@@ -108,13 +110,22 @@ def templates(ids: Ids) -> dict[tuple[str, str], dict]:
         ("/api/ml-models/{model_id}/training/credentials", "POST"): {},
         ("/api/ml-models/{model_id}/training/cancel", "POST"): {},
         ("/api/ml-models/{model_id}/versions/{version}/promote", "POST"): {},
+        ("/api/ml-models/{model_id}/predictions", "POST"): {
+            "storage_ids": [ids.storage], "version": 1, "passthrough_columns": ["id"], "output_format": "parquet"},
+        ("/api/ml-models/{model_id}/predictions/{prediction_id}/cancel", "POST"): {},
+        ("/api/ml-models/{model_id}/predictions/{prediction_id}/progress", "POST"): {"rows": 10},
+        ("/api/ml-models/{model_id}/predictions/{prediction_id}/complete", "POST"): {"rows": 10, "error_rows": 0},
+        ("/api/ml-models/{model_id}/predictions/{prediction_id}/fail", "POST"): {"reason": "input unreadable"},
+        ("/api/ml-models/{model_id}/predict", "POST"): {"instances": [{"temperature": 1.5, "humidity": 2}],
+                                                       "version": 1},
     }
 
 
 QUERIES = {"/api/ml-models": ("project_id", "limit", "next_token"),
            "/api/ontologies": ("project_id", "limit", "next_token"),
            "/api/storage-configs": ("project_id", "limit", "next_token"),
-           "/api/ml-models/{model_id}/runs": ("limit", "next_token")}
+           "/api/ml-models/{model_id}/runs": ("limit", "next_token"),
+           "/api/ml-models/{model_id}/predictions": ("limit", "next_token")}
 
 
 @st.composite
@@ -178,8 +189,9 @@ class Request:
 @st.composite
 def requests(draw, ids: Ids) -> Request:
     path, method = draw(st.sampled_from(sorted(ROUTE_ACCESS)))
-    params = {"model_id": ids.model, "ontology_id": ids.ontology, "storage_id": ids.storage, "run_id": ids.run,
-              "version": "1"}
+    on_trained = "/predict" in path  # the prediction routes work on the trained model
+    params = {"model_id": ids.trained if on_trained else ids.model, "ontology_id": ids.ontology,
+              "storage_id": ids.storage, "run_id": ids.run, "version": "1", "prediction_id": ids.prediction}
     url = path
     for name, real in params.items():
         if "{" + name + "}" in url:
@@ -199,6 +211,8 @@ def requests(draw, ids: Ids) -> Request:
             url += "?" + "&".join(f"{segment(k)}={segment(v)}" for k, v in query.items())
     body = draw(bodies(templates(ids).get((path, method)))) if method in ("POST", "PUT") else None
     headers = {}
+    if "/predictions/{prediction_id}/" in path:
+        headers = {"Authorization": f"Bearer {draw(st.sampled_from([ids.prediction_token] * 2 + ['forged', '']))}"}
     if "/training/" in path:
         headers = {"Authorization": f"Bearer {draw(st.sampled_from([ids.token, ids.token, 'forged', '']))}",
                    "X-Training-Run-Id": draw(st.sampled_from([ids.run, ids.run, "run-x", ""]))}
@@ -223,6 +237,15 @@ def ids(api, launcher, project, ontology, make_model) -> Ids:
     job = launcher.jobs[-1]
     found.run, found.token = job.run_id, job.callback_token
     own_artifact(api, job)
+    found.trained = make_model()["id"]
+    assert api.post("/api/ml-models/train", {"model_id": found.trained}).status == 202
+    trained = launcher.jobs[-1]
+    assert api.post(f"/api/ml-models/{found.trained}/training/complete",
+                    {"model_artifact_path": own_artifact(api, trained)},
+                    headers={"Authorization": f"Bearer {trained.callback_token}"}).status == 200
+    reply = api.post(f"/api/ml-models/{found.trained}/predictions", {"storage_ids": [found.storage]})
+    assert reply.status == 202, reply
+    found.prediction, found.prediction_token = reply.json["id"], launcher.jobs[-1].callback_token
     return found
 
 

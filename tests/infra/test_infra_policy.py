@@ -45,6 +45,11 @@ pytestmark = pytest.mark.integration
 
 # The Kubernetes verbs the launcher may hold without using them, and why (launcher-rbac.yaml).
 UNUSED_K8S_VERBS = {("secrets", "delete"): "OwnerReferencesPermissionEnforcement: owner refs need delete"}
+# Grants no route of the scenario uses yet, and why. Each is checked to be still unused: once the
+# scenario exercises it, the test asks for its entry to go.
+NOT_YET_USED_GRANTS = {
+    ("APIHandler", "InvokePredictor"): "the online prediction route (PREDICTOR_FUNCTION) is not in the app yet",
+}
 WEBSOCKET_FUNCTIONS = {"$connect": "WebsocketConnect", "$default": "WebsocketMessage",
                        "$disconnect": "WebsocketDisconnect"}
 TTL = """\
@@ -194,6 +199,19 @@ def _set_job_status(kube, run_id: str, status: dict) -> None:
     kube.put("jobs", "ml-training", {**job, "status": status})
 
 
+def _prediction(api: Driver, kube, bucket: str, model_id: str, storage_id: str) -> tuple[str, str]:
+    """A batch prediction job, its `_SUCCESS` written as the job does; (its id, its token)."""
+    from chalicelib.adapters.eks import CALLBACK_TOKEN_KEY, secret_name
+
+    job = api.http("POST", f"/api/ml-models/{model_id}/predictions", {"storage_ids": [storage_id]}, expect=202)
+    secret = kube.get("secrets", "ml-training", secret_name(job["id"], "predict"))
+    boto3.client("s3", endpoint_url=api.endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key=f"predictions/{model_id}/{job['id']}/_SUCCESS",
+        Body=json.dumps({"prediction_id": job["id"], "model_id": model_id, "version": job["version"],
+                         "rows": 2, "error_rows": 0, "parts": []}).encode())
+    return job["id"], base64.b64decode(secret["data"][CALLBACK_TOKEN_KEY]).decode()
+
+
 def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, data_bucket: str) -> None:
     """Every route and WebSocket handler, including the error paths that make their own calls."""
     project = "proj-observed"
@@ -263,6 +281,22 @@ def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, 
     api.http("POST", "/api/ml-models/train", {"model_id": model["id"]})
     kube.fail_next(409, method="POST", resource="secrets")
     api.http("POST", "/api/ml-models/train", {"model_id": model["id"]})
+
+    # Batch predictions: one reports its progress and completion, one is settled by the reconciler from its
+    # Job and `_SUCCESS`; then they are listed and read.
+    job_id, token = _prediction(api, kube, bucket, model["id"], storage["id"])
+    for kind, body in (("progress", {"rows": 1}), ("complete", {"rows": 2})):
+        api.http("POST", f"/api/ml-models/{model['id']}/predictions/{job_id}/{kind}", body, expect=200,
+                 headers={"Authorization": f"Bearer {token}"})
+    job_id, _ = _prediction(api, kube, bucket, model["id"], storage["id"])
+    from chalicelib.adapters.launcher import job_name
+
+    job = kube.get("jobs", "ml-training", job_name(job_id, "predict"))
+    kube.put("jobs", "ml-training", {**job, "status": {"succeeded": 1, "conditions": [
+        {"type": "Complete", "status": "True"}]}})
+    api.schedule("reconcile_runs", "ReconcileRuns")
+    api.http("GET", f"/api/ml-models/{model['id']}/predictions", expect=200)
+    assert api.http("GET", f"/api/ml-models/{model['id']}/predictions/{job_id}", expect=200)["status"] == "succeeded"
 
     api.ws("$default", "conn-b", {"action": "unsubscribe", "project_id": project})  # its reply finds it gone
     api.ws("$default", "conn-a", {"action": "unsubscribe", "project_id": project})
@@ -375,8 +409,8 @@ def runtime_requests(function: str, stage: str) -> list[IamRequest]:
 
 
 NAMED_RESOURCES = ("MODELS_TABLE", "ONTOLOGIES_TABLE", "STORAGE_CONFIGS_TABLE", "TRAINING_RUNS_TABLE",
-                   "RECOMMENDATIONS_TABLE", "WS_CONNECTIONS_TABLE", "ARTIFACT_BUCKET", "DATA_BUCKETS",
-                   "EKS_CLUSTER_NAME")
+                   "MODEL_JOBS_TABLE", "RECOMMENDATIONS_TABLE", "WS_CONNECTIONS_TABLE", "ARTIFACT_BUCKET",
+                   "DATA_BUCKETS", "EKS_CLUSTER_NAME")
 
 
 def requests_by_function(observation: Observation, packages, stage: str) -> dict[str, set[IamRequest]]:
@@ -395,6 +429,8 @@ def requests_by_function(observation: Observation, packages, stage: str) -> dict
                 resource = re.sub(rf"(?<=[/:]){re.escape(old)}(?=$|/)", new, resource)
             if resource == observation.env["TRAINER_RUN_ROLE_ARN"]:  # the role the API assumes per run
                 resource = env["TRAINER_RUN_ROLE_ARN"]
+            if resource == observation.env.get("PREDICTOR_FUNCTION"):  # the function the API invokes
+                resource = env["PREDICTOR_FUNCTION"]
             by_function.setdefault(call.function, set()).add(IamRequest(request.action, resource, request.context))
     return by_function
 
@@ -435,14 +471,19 @@ def test_the_stage_policy_allows_every_call_the_app_makes(observed, packages, st
 def test_the_stage_policy_grants_nothing_the_app_does_not_use(observed, packages, stage):
     policies = role_policies(packages[stage].template, stage)
     used = requests_by_function(observed, packages, stage)
-    unused = []
+    unused, now_used = [], []
     for function, policy in policies.items():
         for sid, action, resource in grants(policy):
             statement = next(s for s in statements(policy) if s.get("Sid") == sid)
             single = {**statement, "Action": action, "Resource": resource}
-            if not any(allowing_statements({"Statement": [single]}, r) for r in used.get(function, ())):
+            is_used = any(allowing_statements({"Statement": [single]}, r) for r in used.get(function, ()))
+            if (function, sid) in NOT_YET_USED_GRANTS:
+                if is_used:
+                    now_used.append(f"{function}: {sid}")
+            elif not is_used:
                 unused.append(f"{function}: {sid} {action} on {resource}")
     assert not unused, "granted but never used (remove it, or make the scenario use it):\n" + "\n".join(unused)
+    assert not now_used, "the scenario uses these now: drop them from NOT_YET_USED_GRANTS:\n" + "\n".join(now_used)
 
 
 def _broad(action: str, resource: str, data_buckets: frozenset[str] = frozenset()) -> str | None:

@@ -67,7 +67,7 @@ def _data_stores(stage: str) -> dict[str, dict]:
 
 def test_tables_are_on_demand_encrypted_and_recoverable():
     found = [r for r in _data_stores("dev").values() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(found) == 6
+    assert len(found) == 7
     for table in found:
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", props["TableName"]

@@ -85,22 +85,24 @@ def embedded_aws():
 
 @pytest.fixture(scope="session")
 def stack(embedded_aws, tmp_path_factory):
-    """The local stack as `make run` starts it: token issuer, WebSocket gateway, chalice local."""
+    """The local stack as `make run` starts it: token issuer, WebSocket gateway, predictor, chalice local."""
     from scripts import local_issuer
 
     endpoint, data_env = embedded_aws
-    api_port, ws_port, ws_management_port = _free_port(), _free_port(), _free_port()
+    api_port, ws_port, ws_management_port, predictor_port = _free_port(), _free_port(), _free_port(), _free_port()
     key_dir = tmp_path_factory.mktemp("issuer")
     issuer = local_issuer.serve(0, key_dir)
     log = tempfile.NamedTemporaryFile(prefix="chalice-local-", suffix=".log", delete=False)
     try:
         auth_env = local_stack.auth_environment("on", issuer)
-        env = local_stack.app_environment(endpoint, api_port, data_env, ws_management_port, auth_env)
+        env = local_stack.app_environment(endpoint, api_port, data_env, ws_management_port, auth_env,
+                                          predictor_port=predictor_port)
         env["LOCAL_MAX_CONCURRENT_JOBS"] = "2"
         env["TRAINER_PROGRESS_INTERVAL"] = "0"
         env["TMPDIR"] = tempfile.mkdtemp(prefix="ml-models-runs-")
         env["LOCAL_RUN_LOG_DIR"] = env["TMPDIR"]  # not the repo's .local/runs/<port>/
         gateway = local_stack.start_ws_gateway(ws_port, ws_management_port, env, log_file=log)
+        predictor = local_stack.start_predictor(predictor_port, env, log_file=log)
         api = local_stack.start_api(api_port, env, log_file=log)
         tokens = Tokens(issuer, key_dir)
         try:
@@ -109,6 +111,7 @@ def stack(embedded_aws, tmp_path_factory):
         finally:
             local_stack.stop(api)
             local_stack.stop(gateway)
+            local_stack.stop(predictor)
     finally:
         issuer.stop()
         log.close()

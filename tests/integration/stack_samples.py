@@ -1,4 +1,5 @@
-"""Documents the integration tests send to the local stack."""
+"""Documents the integration tests send to the local stack, and waiting for what it does."""
+import time
 
 # Sensor readings: two numeric features and a boolean target named `label`.
 ONTOLOGY = """\
@@ -11,3 +12,14 @@ ex:humidity a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:dou
 ex:pressure a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:double .
 ex:label a owl:DatatypeProperty ; rdfs:domain ex:Reading ; rdfs:range xsd:boolean .
 """
+
+
+def wait_for(check, timeout: float = 120, every: float = 0.5):
+    """`check()`'s first truthy value, asked every `every` seconds for at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not reached within {timeout}s")

@@ -6,19 +6,9 @@ import time
 import uuid
 
 import pytest
-from stack_samples import ONTOLOGY
+from stack_samples import ONTOLOGY, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(check, timeout: float = 120, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not reached within {timeout}s")
 
 
 @pytest.fixture
