@@ -492,3 +492,287 @@ def test_cancel_route(api, launcher, make_model):
     run = check(api.get(f"/api/ml-models/{model['id']}/runs/{job.run_id}"), "GET", RUN, 200)
     assert run["status"] == "cancelled"
     check(callback(api, job, "fail", {"reason": "cancelled"}), "POST", FAIL, 409)
+
+
+# ---- predictions: batch jobs, their callbacks, and online ----------------------------------
+
+PREDICTIONS = "/api/ml-models/{model_id}/predictions"
+PREDICTION = "/api/ml-models/{model_id}/predictions/{prediction_id}"
+PREDICTION_CANCEL = PREDICTION + "/cancel"
+PREDICTION_PROGRESS = PREDICTION + "/progress"
+PREDICTION_COMPLETE = PREDICTION + "/complete"
+PREDICTION_FAIL = PREDICTION + "/fail"
+PREDICT = "/api/ml-models/{model_id}/predict"
+
+
+@pytest.fixture
+def predictor(launcher):
+    """The canned predictor of the `launcher` fixture's graph, kept at hand to make it fail."""
+    from fakes.collaborators import CannedPredictor
+
+    canned = CannedPredictor()
+    install_graph(launcher=launcher, predictor=canned)
+    return canned
+
+
+@pytest.fixture
+def trained(api, launcher, make_model) -> dict:
+    """A model with a trained version 1 (its run completed with a manifest naming it)."""
+    from runs import own_artifact
+
+    model = make_model(type="decision_tree")
+    check(api.post(TRAIN, {"model_id": model["id"]}), "POST", TRAIN, 202)
+    job = launcher.jobs[-1]
+    check(callback(api, job, "complete", {"model_artifact_path": own_artifact(api, job)}), "POST", COMPLETE, 200)
+    return check(api.get(f"{MODELS}/{model['id']}"), "GET", MODEL, 200)
+
+
+@pytest.fixture
+def batch_input(api, project, ontology, s3) -> dict:
+    s3.put_object(Bucket=DATA_BUCKET, Key=f"{project}/batch/a.csv", Body=b"id,temperature,humidity\n1,20,30\n")
+    reply = api.post(CONFIGS, {"project_id": project, "name": "batch", "ontology_id": ontology["id"],
+                               "uri": f"s3://{DATA_BUCKET}/{project}/batch/", "format": "csv"})
+    assert reply.status == 201, reply
+    return reply.json
+
+
+def prediction_callback(api, job: TrainingJob, kind: str, body: dict | None, token: str | None = None):
+    """A prediction job's report: its own token, no X-Training-Run-Id (the path names the job)."""
+    headers = {"Authorization": f"Bearer {job.callback_token if token is None else token}"}
+    return api.post(f"/api/ml-models/{job.model_id}/predictions/{job.run_id}/{kind}", body, headers=headers)
+
+
+def write_success(s3, prediction: dict, **override) -> None:
+    """What a prediction job writes last: `_SUCCESS` naming the job, with its parts."""
+    bucket, _, prefix = prediction["output_uri"][5:].partition("/")
+    body = {"format_version": 1, "prediction_id": prediction["id"], "model_id": prediction["model_id"],
+            "version": prediction["version"], "rows": 3, "error_rows": 1,
+            "columns": ["id", "prediction", "probability_no", "probability_yes", "error"],
+            "parts": [{"name": "part-00000.csv", "rows": 3, "size": 120, "sha256": "0" * 64}], **override}
+    s3.put_object(Bucket=bucket, Key=prefix + "_SUCCESS", Body=json.dumps(body).encode())
+
+
+def test_prediction_job_routes(api, launcher, trained, batch_input, s3):
+    model_id = trained["id"]
+    url = f"/api/ml-models/{model_id}/predictions"
+    first = check(api.post(url, {"storage_ids": [batch_input["id"]], "passthrough_columns": ["id"]}),
+                  "POST", PREDICTIONS, 202)
+    assert (first["status"], first["version"], first["output_format"]) == ("queued", 1, "csv")
+    assert first["output_uri"] == f"s3://{ARTIFACTS}/predictions/{model_id}/{first['id']}/"
+    job = launcher.jobs[-1]
+    second = check(api.post(url, {"storage_ids": [batch_input["id"]], "version": 1, "output_format": "parquet"}),
+                   "POST", PREDICTIONS, 202)
+
+    page = check(api.get(f"{url}?limit=1"), "GET", PREDICTIONS, 200)
+    assert [p["id"] for p in page["predictions"]] == [second["id"]] and page["next_token"]
+    rest = check(api.get(f"{url}?limit=1&next_token={page['next_token']}"), "GET", PREDICTIONS, 200)
+    assert [p["id"] for p in rest["predictions"]] == [first["id"]]
+    assert check(api.get(f"{url}/{first['id']}"), "GET", PREDICTION, 200) == first
+
+    progress = prediction_callback(api, job, "progress", {"rows": 0})
+    assert check(progress, "POST", PREDICTION_PROGRESS, 200) == {"status": "progress recorded"}
+    check(prediction_callback(api, job, "progress", {"rows": -1}), "POST", PREDICTION_PROGRESS, 400)
+    check(prediction_callback(api, job, "progress", {"rows": 1}, token="forged"), "POST", PREDICTION_PROGRESS, 401)
+    assert check(api.get(f"{url}/{first['id']}"), "GET", PREDICTION, 200)["status"] == "running"
+
+    incomplete = check(prediction_callback(api, job, "complete", {"rows": 3}), "POST", PREDICTION_COMPLETE, 409)
+    assert incomplete["field"] == "output_uri"
+    write_success(s3, first, prediction_id="pred-someone-else")
+    check(prediction_callback(api, job, "complete", {}), "POST", PREDICTION_COMPLETE, 409)
+    check(prediction_callback(api, job, "complete", {"error_rows": "1"}), "POST", PREDICTION_COMPLETE, 400)
+    write_success(s3, first)
+    done = prediction_callback(api, job, "complete", {"rows": 3, "error_rows": 1})
+    assert check(done, "POST", PREDICTION_COMPLETE, 200) == {"status": "prediction completed"}
+    assert check(prediction_callback(api, job, "complete", {}), "POST", PREDICTION_COMPLETE, 200) == done.json
+    late = check(prediction_callback(api, job, "fail", {"reason": "late"}), "POST", PREDICTION_FAIL, 409)
+    assert late["current_status"] == "succeeded"
+    check(prediction_callback(api, job, "progress", {"rows": 3}), "POST", PREDICTION_PROGRESS, 409)
+
+    succeeded = check(api.get(f"{url}/{first['id']}"), "GET", PREDICTION, 200)
+    assert (succeeded["status"], succeeded["rows"], succeeded["error_rows"], succeeded["parts"]) == (
+        "succeeded", 3, 1, 1)
+    assert [h["status"] for h in succeeded["status_history"]] == ["queued", "running", "succeeded"]
+    ended = check(api.post(f"{url}/{first['id']}/cancel"), "POST", PREDICTION_CANCEL, 409)
+    assert ended["current_status"] == "succeeded"
+
+
+def test_prediction_job_errors(api, launcher, trained, batch_input, make_model):
+    model_id = trained["id"]
+    url = f"/api/ml-models/{model_id}/predictions"
+    good = {"storage_ids": [batch_input["id"]]}
+    for body, field in [({}, "storage_ids"), ({"storage_ids": []}, "storage_ids"),
+                        ({"storage_ids": ["storage-nope"]}, "storage_ids"),
+                        ({**good, "storage_ids": [batch_input["id"]] * 21}, "storage_ids"),
+                        ({**good, "passthrough_columns": ["prediction"]}, "passthrough_columns"),
+                        ({**good, "passthrough_columns": ["probability_yes"]}, "passthrough_columns"),
+                        ({**good, "passthrough_columns": [f"c{i}" for i in range(51)]}, "passthrough_columns"),
+                        ({**good, "output_format": "jsonl"}, "output_format"), ({**good, "version": 0}, "version"),
+                        ({**good, "bucket": "mine"}, "bucket")]:
+        refused = check(api.post(url, body), "POST", PREDICTIONS, 400)
+        assert refused["field"] == field, (body, refused)
+    check(api.request("POST", url, raw="{not json"), "POST", PREDICTIONS, 400)
+    check(api.post(url, {**good, "passthrough_columns": ["x" * (1024 * 1024)]}), "POST", PREDICTIONS, 413)
+    check(api.request("POST", url, raw="a=b", headers={"Content-Type": "text/plain"}), "POST", PREDICTIONS, 415)
+    assert check(api.post(url, {**good, "version": 7}), "POST", PREDICTIONS, 404)["field"] == "version"
+    check(api.post(f"{MODELS}/model-nope/predictions", good), "POST", PREDICTIONS, 404)
+    untrained = make_model(type="decision_tree")
+    no_version = check(api.post(f"{MODELS}/{untrained['id']}/predictions", good), "POST", PREDICTIONS, 409)
+    assert (no_version["field"], no_version["current_status"]) == ("version", "draft")
+
+    launcher.refuse_with = UpstreamFailed("kubernetes API refused: 403")
+    check(api.post(url, good), "POST", PREDICTIONS, 502)
+    launcher.refuse_with = ConnectionError("cluster unreachable")
+    unavailable = check(api.post(url, good), "POST", PREDICTIONS, 503)
+    assert unavailable["job_id"].startswith("pred-")
+    failed = check(api.get(f"{url}/{unavailable['job_id']}"), "GET", PREDICTION, 200)
+    assert failed["status"] == "failed" and failed["failure_reason"].startswith("submission failed")
+    for _ in range(3):
+        check(api.post(url, good), "POST", PREDICTIONS, 202)
+    busy = api.post(url, good)
+    refused = check(busy, "POST", PREDICTIONS, 429)
+    assert (refused["limit"], refused["active_jobs"]) == (3, 3)
+
+    check(api.get(f"{url}?limit=0"), "GET", PREDICTIONS, 400)
+    check(api.get(f"{url}?next_token=forged"), "GET", PREDICTIONS, 400)
+    check(api.get(f"{MODELS}/model-nope/predictions"), "GET", PREDICTIONS, 404)
+    check(api.get(f"{url}/pred-nope"), "GET", PREDICTION, 404)
+    other = make_model(type="decision_tree")
+    check(api.get(f"{MODELS}/{other['id']}/predictions/{failed['id']}"), "GET", PREDICTION, 404)
+
+
+def test_prediction_cancel_and_fail(api, launcher, trained, batch_input, s3):
+    url = f"/api/ml-models/{trained['id']}/predictions"
+    good = {"storage_ids": [batch_input["id"]]}
+    first = check(api.post(url, good), "POST", PREDICTIONS, 202)
+    first_job = launcher.jobs[-1]
+    cancelled = check(api.post(f"{url}/{first['id']}/cancel"), "POST", PREDICTION_CANCEL, 202)
+    assert cancelled["status"] == "cancelled" and launcher.cancels[-1][0] == first_job.name
+    again = check(api.post(f"{url}/{first['id']}/cancel", {}), "POST", PREDICTION_CANCEL, 409)
+    assert again["current_status"] == "cancelled"
+    write_success(s3, first)
+    check(prediction_callback(api, first_job, "complete", {}), "POST", PREDICTION_COMPLETE, 409)
+    check(prediction_callback(api, first_job, "progress", {"rows": 1}), "POST", PREDICTION_PROGRESS, 409)
+
+    second = check(api.post(url, good), "POST", PREDICTIONS, 202)
+    second_job = launcher.jobs[-1]
+    check(api.post(f"{url}/{second['id']}/cancel", {"now": True}), "POST", PREDICTION_CANCEL, 400)
+    check(api.post(f"{url}/pred-nope/cancel"), "POST", PREDICTION_CANCEL, 404)
+    launcher.cancel_refuse_with = ConnectionError("cluster unreachable")
+    stopping = check(api.post(f"{url}/{second['id']}/cancel"), "POST", PREDICTION_CANCEL, 202)
+    assert stopping["status"] == "cancelling"
+    still = check(api.post(f"{url}/{second['id']}/cancel"), "POST", PREDICTION_CANCEL, 409)
+    assert still["current_status"] == "cancelling"
+    check(prediction_callback(api, second_job, "fail", {"reason": "x"}), "POST", PREDICTION_FAIL, 409)
+
+    third = check(api.post(url, good), "POST", PREDICTIONS, 202)
+    third_job = launcher.jobs[-1]
+    check(prediction_callback(api, third_job, "fail", {}), "POST", PREDICTION_FAIL, 400)
+    check(prediction_callback(api, third_job, "fail", {"reason": " "}), "POST", PREDICTION_FAIL, 400)
+    # Another job's token, and the job's own token under another model, are both refused.
+    check(prediction_callback(api, third_job, "fail", {"reason": "x"}, token=second_job.callback_token),
+          "POST", PREDICTION_FAIL, 401)
+    elsewhere = api.post(f"{MODELS}/model-other/predictions/{third['id']}/fail", {"reason": "x"},
+                         headers={"Authorization": f"Bearer {third_job.callback_token}"})
+    assert check(elsewhere, "POST", PREDICTION_FAIL, 401)["field"] == "Authorization"
+    # The caller's JWT, which the client sends by default, is not a job token.
+    check(api.post(f"{url}/{third['id']}/fail", {"reason": "x"}), "POST", PREDICTION_FAIL, 401)
+    failed = prediction_callback(api, third_job, "fail", {"reason": "input unreadable"})
+    assert check(failed, "POST", PREDICTION_FAIL, 200) == {"status": "prediction failed"}
+    assert check(prediction_callback(api, third_job, "fail", {"reason": "again"}), "POST", PREDICTION_FAIL,
+                 200) == failed.json
+    ended = check(api.get(f"{url}/{third['id']}"), "GET", PREDICTION, 200)
+    assert (ended["status"], ended["failure_reason"], ended["rows"]) == ("failed", "input unreadable", None)
+
+
+class RegressionPredictor:
+    """The predictor answering as trainer/predictor.py does for a regressor: no probabilities, no classes."""
+
+    def predict(self, payload: dict) -> dict:
+        return {"model_id": payload["model_id"], "version": payload["version"],
+                "predictions": [21.5 for _ in payload["instances"]]}
+
+
+def test_predict_route(api, launcher, predictor, trained, make_model):
+    from chalicelib.errors import InvalidInput, PayloadTooLarge, UpstreamUnavailable
+
+    url = f"/api/ml-models/{trained['id']}/predict"
+    instances = [{"temperature": 21.5, "humidity": 40.0}, {"temperature": 18.0, "humidity": None}]
+    answer = check(api.post(url, {"instances": instances}), "POST", PREDICT, 200)
+    assert answer == {"model_id": trained["id"], "version": 1, "predictions": ["yes", "yes"],
+                      "probabilities": [[0.25, 0.75], [0.25, 0.75]], "classes": ["no", "yes"]}
+    check(api.post(url, {"instances": instances, "version": 1}), "POST", PREDICT, 200)
+
+    for body, field in [({}, "instances"), ({"instances": []}, "instances"), ({"instances": [1]}, "instances[0]"),
+                        ({"instances": [{}] * 1001}, "instances"), ({"instances": [{}], "version": "1"}, "version"),
+                        ({"instances": [{}], "extra": 1}, "extra")]:
+        refused = check(api.post(url, body), "POST", PREDICT, 400)
+        assert refused["field"] == field, (body, refused)
+    check(api.request("POST", url, raw="a=b", headers={"Content-Type": "text/plain"}), "POST", PREDICT, 415)
+    check(api.post(url, {"instances": [{"note": "x" * (1024 * 1024)}]}), "POST", PREDICT, 413)
+    assert check(api.post(url, {"instances": [{}], "version": 9}), "POST", PREDICT, 404)["field"] == "version"
+    check(api.post(f"{MODELS}/model-nope/predict", {"instances": [{}]}), "POST", PREDICT, 404)
+    untrained = make_model(type="decision_tree")
+    check(api.post(f"{MODELS}/{untrained['id']}/predict", {"instances": [{}]}), "POST", PREDICT, 409)
+
+    # What the predictor function answers, mapped by the adapter (adapters/predictor.py).
+    for raised, status in [
+            (InvalidInput("instances[0] is missing feature 'humidity'", field="instances[0].humidity"), 400),
+            (PayloadTooLarge("the prediction request is over the predictor's 6 MB limit", field="instances"), 413),
+            (UpstreamFailed("the predictor function 'ml-models-predictor-test' failed (MemoryError)"), 502),
+            (UpstreamUnavailable("the predictor function 'ml-models-predictor-test' cannot be reached right now"),
+             503)]:
+        predictor.raise_with = raised
+        check(api.post(url, {"instances": [{"temperature": 1}]}), "POST", PREDICT, status)
+    predictor.raise_with = None
+
+    install_graph(launcher=launcher, predictor=RegressionPredictor())
+    regression = check(api.post(url, {"instances": instances}), "POST", PREDICT, 200)
+    assert regression == {"model_id": trained["id"], "version": 1, "predictions": [21.5, 21.5]}
+    install_graph(launcher=launcher)  # a stage without PREDICTOR_FUNCTION
+    check(api.post(url, {"instances": instances}), "POST", PREDICT, 503)
+
+
+def test_prediction_request_schemas_list_what_the_services_accept(api, launcher, trained, batch_input):
+    """Each request schema's properties are exactly the fields its service accepts (the service's
+    refusal of an unknown field lists them)."""
+    url = f"/api/ml-models/{trained['id']}/predictions"
+    prediction = check(api.post(url, {"storage_ids": [batch_input["id"]]}), "POST", PREDICTIONS, 202)
+    job = launcher.jobs[-1]
+    replies = {
+        "CreatePredictionRequest": api.post(url, {"storage_ids": [batch_input["id"]], "zz": 1}),
+        "CancelPredictionRequest": api.post(f"{url}/{prediction['id']}/cancel", {"zz": 1}),
+        "PredictRequest": api.post(f"/api/ml-models/{trained['id']}/predict", {"instances": [{}], "zz": 1}),
+        "PredictionProgressRequest": prediction_callback(api, job, "progress", {"zz": 1}),
+        "PredictionCompleteRequest": prediction_callback(api, job, "complete", {"zz": 1}),
+        "PredictionFailRequest": prediction_callback(api, job, "fail", {"zz": 1}),
+    }
+    for name, reply in replies.items():
+        assert reply.status == 400 and reply.json["field"] == "zz", (name, reply)
+        allowed = reply.json["message"].split("allowed: ", 1)[1]
+        accepted = {f for f in allowed.split(", ") if f}
+        assert set(SPEC["components"]["schemas"][name].get("properties", {})) == accepted, name
+
+
+def test_prediction_routes_who_may(api, issuer, launcher, project, trained, batch_input):
+    url = f"/api/ml-models/{trained['id']}/predictions"
+    prediction = check(api.post(url, {"storage_ids": [batch_input["id"]]}), "POST", PREDICTIONS, 202)
+    viewer = issuer.headers({project: "viewer"})
+    body = {"storage_ids": [batch_input["id"]]}
+    assert check(api.post(url, body, headers=viewer), "POST", PREDICTIONS, 403)["code"] == "forbidden"
+    check(api.post(f"{url}/{prediction['id']}/cancel", headers=viewer), "POST", PREDICTION_CANCEL, 403)
+    check(api.get(url, headers=viewer), "GET", PREDICTIONS, 200)
+    check(api.get(f"{url}/{prediction['id']}", headers=viewer), "GET", PREDICTION, 200)
+    predict = f"/api/ml-models/{trained['id']}/predict"
+    check(api.post(predict, {"instances": [{"temperature": 1}]}, headers=viewer), "POST", PREDICT, 200)
+
+    stranger = issuer.headers({"proj-elsewhere": "editor"})
+    check(api.post(url, body, headers=stranger), "POST", PREDICTIONS, 404)
+    check(api.get(f"{url}/{prediction['id']}", headers=stranger), "GET", PREDICTION, 404)
+    check(api.post(predict, {"instances": [{}]}, headers=stranger), "POST", PREDICT, 404)
+    no_token = {"Authorization": None}
+    for reply, method, path in [(api.get(url, headers=no_token), "GET", PREDICTIONS),
+                                (api.post(url, body, headers=no_token), "POST", PREDICTIONS),
+                                (api.post(f"{url}/{prediction['id']}/cancel", headers=no_token),
+                                 "POST", PREDICTION_CANCEL),
+                                (api.post(predict, {"instances": [{}]}, headers=no_token), "POST", PREDICT)]:
+        assert check(reply, method, path, 401)["field"] == "Authorization"

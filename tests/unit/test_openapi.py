@@ -6,8 +6,8 @@ service's own field lists and enums, and every example in the document against i
 
 Security follows `ROUTE_ACCESS` (chalicelib/api/http.py), the rule every route was registered
 with: user routes carry the global `bearerAuth` requirement and document 401 and 503 (and 403
-where their rule can refuse a known caller); the trainer's callbacks override it with the run's
-token.
+where their rule can refuse a known caller); the trainer's callbacks (and a prediction job's)
+override it with the run's (or job's) token.
 """
 from __future__ import annotations
 
@@ -185,8 +185,8 @@ def test_callback_routes_use_the_run_token(spec, route_access):
         op = ops.get((path, method))
         if op is None:
             continue  # reported by test_spec_documents_exactly_the_app_routes
-        if "/training/" not in path:
-            problems.append(f"{method} {path}: a token-authenticated route outside /training/")
+        if "/training/" not in path and "/predictions/{prediction_id}/" not in path:
+            problems.append(f"{method} {path}: a token-authenticated route outside /training/ and a prediction job's")
         if op.get("security") not in ([], [{"runToken": []}]):
             problems.append(f"{method} {path}: must override security with [] or [runToken], has {op.get('security')}")
         if op.get("security") and response_ref(op, "401") != "#/components/responses/RunTokenUnauthorized":
@@ -317,6 +317,26 @@ def test_enums_match_the_code(spec):
     assert set(schemas["CallbackStatus"]["properties"]["status"]["enum"]) == {
         training.COMPLETED["status"], training.FAILED["status"], "progress recorded"}
     assert schemas["TrainingFailRequest"]["properties"]["reason"]["maxLength"] == training.MAX_REASON
+
+
+def test_prediction_enums_and_limits_match_the_code(spec):
+    from chalicelib.services import online_predictions, predictions
+
+    schemas = spec["components"]["schemas"]
+    assert schemas["PredictionStatus"]["enum"] == list(predictions.STATUSES)
+    assert schemas["PredictionOutputFormat"]["enum"] == list(predictions.OUTPUT_FORMATS)
+    assert set(schemas["PredictionCallbackStatus"]["properties"]["status"]["enum"]) == {
+        "prediction completed", "prediction failed", "progress recorded"}
+    create = schemas["CreatePredictionRequest"]["properties"]
+    assert create["storage_ids"]["maxItems"] == predictions.MAX_STORAGE_IDS
+    assert create["passthrough_columns"]["maxItems"] == predictions.MAX_PASSTHROUGH_COLUMNS
+    assert create["passthrough_columns"]["items"]["maxLength"] == predictions.MAX_COLUMN_NAME
+    assert create["passthrough_columns"]["items"]["not"]["anyOf"] == [
+        {"enum": list(predictions.RESERVED_COLUMNS)}, {"pattern": "^" + predictions.RESERVED_PREFIX}]
+    assert schemas["PredictRequest"]["properties"]["instances"]["maxItems"] == online_predictions.MAX_INSTANCES
+    assert schemas["PredictionFailRequest"]["properties"]["reason"]["maxLength"] == predictions.MAX_REASON
+    limit = spec["components"]["responses"]["TooManyPredictionJobs"]["content"]["application/json"]["example"]
+    assert limit["limit"] == predictions.MAX_ACTIVE_PER_MODEL
 
 
 @pytest.mark.parametrize(
