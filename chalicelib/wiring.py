@@ -289,7 +289,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
     versions = ModelVersionService(repos.models, repos.training_runs, DocumentStore(repos.s3),
                                    artifact_bucket=settings.artifact_bucket, artifact_prefix=settings.artifact_prefix,
                                    notifier=notifier, clock=clock, jobs=repos.model_jobs)
-    return Services(
+    graph = Services(
         settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
         models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
                               overdue=settlement.expire_if_overdue, notifier=notifier, clock=clock, ids=ids,
@@ -305,6 +305,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
         credentials_factory=(lambda: credentials) if credentials is not None else (lambda: build_credentials(settings)),
         predictor_factory=(lambda: predictor) if predictor is not None else (lambda: build_predictor(settings)),
     )
+    versions.stop_jobs = lambda model_id: graph.predictions.stop_all(model_id)
+    return graph
 
 
 _building = threading.Lock()

@@ -170,6 +170,24 @@ class PredictionService:
         self._stop(job)
         return self.view(self.jobs.get(job_id))
 
+    def stop_all(self, model_id: str) -> int:
+        """Stop every active prediction job of a model being deleted (its records and outputs go next): each
+        job is told to stop; what it reports afterwards is refused. How many were told."""
+        stopped, token = 0, None
+        while True:
+            jobs, token = self.jobs.list_by_model(model_id, KIND, PAGE, token)
+            for job in jobs:
+                if job.status in FINAL_STATUSES:
+                    continue
+                try:
+                    self.launcher.cancel(job.job_name or job_name(job.id, "predict"), self.cancel_grace_seconds)
+                    stopped += 1
+                except Exception as exc:  # noqa: BLE001 — the model is going; its job's deadline ends it
+                    log.warning("prediction_stop_failed", extra={"model_id": model_id, "job_id": job.id,
+                                                                 "error": type(exc).__name__}, exc_info=exc)
+            if token is None:
+                return stopped
+
     def view(self, job: ModelJob) -> dict[str, Any]:
         result = job.result
         return {

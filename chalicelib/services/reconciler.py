@@ -18,7 +18,8 @@ and ends the run through `RunSettlement.finish`, like every other way out of `tr
 
 A run `cancelling` (its cancel could not reach the launcher) is asked to stop again and ended
 `cancelled`. Jobs of other kinds on the same launcher (batch predictions, services/predictions.py)
-are swept after the runs by the same rules, each by its own service's `settle`. Runs are found per active status on the runs' status index (never a Scan), oldest
+are swept after the runs by the same rules, each by its own service's `settle`.
+Runs are found per active status on the runs' status index (never a Scan), oldest
 change first; a sweep handles at most `max_runs` and starts none after `budget_seconds`.
 """
 from __future__ import annotations

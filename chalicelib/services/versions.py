@@ -44,6 +44,9 @@ class ModelVersionService:
         self.runs = runs
         # The model's prediction jobs (ports.ModelJobRepository), removed with it; None: none kept.
         self.jobs = jobs
+        # Stops a model's running jobs before their records and outputs go (PredictionService.stop_all);
+        # set by the composition root, which builds the prediction service lazily.
+        self.stop_jobs: Callable[[str], int] | None = None
         # The artifact bucket's documents and objects (adapters/s3.py DocumentStore).
         self.documents = documents
         self.artifact_bucket = artifact_bucket
@@ -111,6 +114,7 @@ class ModelVersionService:
         """After the model record is deleted: its runs, artifacts and run specs. Best effort: what fails is
         logged (with what was left) and the delete still succeeds; the record is gone for every caller."""
         steps: list[tuple[str, Callable[[], int]]] = [
+            *([("running prediction jobs", lambda: self.stop_jobs(model.id))] if self.stop_jobs else []),
             ("training runs", lambda: self.runs.delete_by_model(model.id)),
             ("artifacts", lambda: self.documents.delete_prefix(self.artifact_bucket, self._artifacts(model.id))),
             ("run specs", lambda: self.documents.delete_prefix(self.artifact_bucket, f"{RUNS_PREFIX}/{model.id}/")),

@@ -239,8 +239,11 @@ def test_the_reconciler_settles_prediction_jobs_from_the_cluster(api, launcher, 
 def test_deleting_the_model_removes_its_prediction_jobs_and_outputs(api, launcher, trained, storage):
     prediction, _ = start(api, launcher, trained["id"], storage["id"])
     write_success(prediction)
+    running, running_job = start(api, launcher, trained["id"], storage["id"])
     s3 = boto3.client("s3", region_name="us-east-1")
     assert api.delete(f"/api/ml-models/{trained['id']}").status == 204
+    # Both jobs were still active (the first wrote its _SUCCESS but never reported): both were told to stop.
+    assert {name for name, _ in launcher.cancels} == {running_job.name, launcher.jobs[-2].name}
     assert s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=f"predictions/{trained['id']}/")["KeyCount"] == 0
     from chalicelib import wiring
 
