@@ -71,10 +71,11 @@ class Notifier:
             "run_id": run.run_id, "status": run.status, "at": self.clock(),
         })
 
-    def prediction_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
+    def job_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
+        """`<kind>.status_changed` (prediction.status_changed, evaluation.status_changed)."""
         self.publish(job.project_id, job.model_id, {
-            "event": "prediction.status_changed", "model_id": job.model_id, "project_id": job.project_id,
-            "prediction_id": job.id, "status": job.status, "previous_status": previous_status,
+            "event": f"{job.kind}.status_changed", "model_id": job.model_id, "project_id": job.project_id,
+            f"{job.kind}_id": job.id, "status": job.status, "previous_status": previous_status,
             "rows": job.result.get("rows"), "at": self.clock(),
         })
 
@@ -197,5 +198,5 @@ class NullNotifier:
     def training_cancelled(self, run: TrainingRun) -> None:
         pass
 
-    def prediction_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
+    def job_status_changed(self, job: ModelJob, previous_status: str | None) -> None:
         pass

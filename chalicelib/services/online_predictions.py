@@ -17,8 +17,8 @@ from typing import Any
 
 from chalicelib.errors import InvalidInput, UpstreamUnavailable
 from chalicelib.services import validation as v
+from chalicelib.services.model_jobs import version_artifact, version_number
 from chalicelib.services.ports import ModelRepository, TrainingRunRepository
-from chalicelib.services.predictions import version_artifact, version_number
 
 log = logging.getLogger("ml_models.predict")
 

@@ -56,8 +56,8 @@ class RecordingNotifier:
     def training_cancelled(self, run) -> None:
         self.events.append(("cancelled", run.model_id, run.run_id))
 
-    def prediction_status_changed(self, job, previous_status: str | None) -> None:
-        self.events.append(("prediction", job.id, previous_status, job.status))
+    def job_status_changed(self, job, previous_status: str | None) -> None:
+        self.events.append((job.kind, job.id, previous_status, job.status))
 
 
 class MemoryDocuments:

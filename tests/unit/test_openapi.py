@@ -320,23 +320,23 @@ def test_enums_match_the_code(spec):
 
 
 def test_prediction_enums_and_limits_match_the_code(spec):
-    from chalicelib.services import online_predictions, predictions
+    from chalicelib.services import model_jobs, online_predictions, predictions
 
     schemas = spec["components"]["schemas"]
-    assert schemas["PredictionStatus"]["enum"] == list(predictions.STATUSES)
+    assert schemas["PredictionStatus"]["enum"] == list(model_jobs.STATUSES)
     assert schemas["PredictionOutputFormat"]["enum"] == list(predictions.OUTPUT_FORMATS)
     assert set(schemas["PredictionCallbackStatus"]["properties"]["status"]["enum"]) == {
         "prediction completed", "prediction failed", "progress recorded"}
     create = schemas["CreatePredictionRequest"]["properties"]
-    assert create["storage_ids"]["maxItems"] == predictions.MAX_STORAGE_IDS
+    assert create["storage_ids"]["maxItems"] == model_jobs.MAX_STORAGE_IDS
     assert create["passthrough_columns"]["maxItems"] == predictions.MAX_PASSTHROUGH_COLUMNS
     assert create["passthrough_columns"]["items"]["maxLength"] == predictions.MAX_COLUMN_NAME
     assert create["passthrough_columns"]["items"]["not"]["anyOf"] == [
         {"enum": list(predictions.RESERVED_COLUMNS)}, {"pattern": "^" + predictions.RESERVED_PREFIX}]
     assert schemas["PredictRequest"]["properties"]["instances"]["maxItems"] == online_predictions.MAX_INSTANCES
-    assert schemas["PredictionFailRequest"]["properties"]["reason"]["maxLength"] == predictions.MAX_REASON
+    assert schemas["PredictionFailRequest"]["properties"]["reason"]["maxLength"] == model_jobs.MAX_REASON
     limit = spec["components"]["responses"]["TooManyPredictionJobs"]["content"]["application/json"]["example"]
-    assert limit["limit"] == predictions.MAX_ACTIVE_PER_MODEL
+    assert limit["limit"] == model_jobs.MAX_ACTIVE_PER_MODEL
 
 
 @pytest.mark.parametrize(
