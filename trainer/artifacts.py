@@ -71,7 +71,7 @@ def build_manifest(
     data: dict,
     now: datetime | None = None,
 ) -> dict:
-    return {
+    manifest = {
         "format_version": FORMAT_VERSION,
         "model_id": spec.model_id,
         "run_id": spec.run_id,
@@ -94,6 +94,9 @@ def build_manifest(
         "loader": "trainer.loader.load_model",
         "created_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
     }
+    if result.reference is not None:  # what monitoring compares new data with (trainer/drift.py)
+        manifest["reference"] = result.reference
+    return manifest
 
 
 def ensure_version_is_free(client, location: ArtifactLocation) -> None:

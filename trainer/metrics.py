@@ -22,6 +22,14 @@ def mean_squared_error(y: np.ndarray, predicted: np.ndarray) -> float:
 
 def classification_metrics(y: np.ndarray, predicted: np.ndarray, proba: np.ndarray, classes: list) -> dict:
     """accuracy, precision/recall/f1_score (binary on classes[1], else macro), confusion matrix, ROC AUC if binary."""
+    positive_scores = proba[:, 1] if len(classes) == 2 else None
+    return label_metrics(y, predicted, classes, log_loss(y, proba), positive_scores)
+
+
+def label_metrics(y: np.ndarray, predicted: np.ndarray, classes: list, mean_log_loss: float,
+                  positive_scores: np.ndarray | None) -> dict:
+    """`classification_metrics` from labels, the log loss and (binary) the positive class's probabilities:
+    what a caller reading rows in batches can keep without holding every row's probabilities."""
     from sklearn import metrics as skm
 
     labels = list(range(len(classes)))
@@ -39,13 +47,13 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray, proba: np.ndarr
         "confusion_matrix": skm.confusion_matrix(y, predicted, labels=labels).tolist(),
         "confusion_matrix_labels": list(classes),
         "per_class": per_class_metrics(y, predicted, classes),
-        "log_loss": log_loss(y, proba),
+        "log_loss": float(mean_log_loss),
         "test_rows": len(y),
     }
     if binary:
         out["positive_class"] = classes[1]
         if len(np.unique(y)) == 2:
-            out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
+            out["roc_auc"] = float(skm.roc_auc_score(y, positive_scores))
     return out
 
 

@@ -31,6 +31,8 @@ from trainer.spec import TrainingConfig
 MIN_ROWS = 10
 SPLIT_METHOD = "sklearn.model_selection.train_test_split(positions, stratified when possible)"
 IMPORTANCE_ROWS = 2000
+# The training split's predictions for the reference are made this many rows at a time (bounded memory).
+REFERENCE_BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -45,6 +47,8 @@ class TrainingResult:
     split: dict
     config_usage: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    # The training split's distributions (`training_reference`): the manifest's "reference".
+    reference: dict | None = None
 
 
 def train_and_evaluate(
@@ -76,6 +80,8 @@ def train_and_evaluate(
     performance["feature_importance_method"] = (
         "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
     )
+    train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
+    reference = training_reference(model, frame, train_rows, plan.features, task, classes)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)
     training = finite_only(outcome.training_metrics, dropped=dropped)
@@ -100,6 +106,7 @@ def train_and_evaluate(
         },
         config_usage=outcome.config_usage,
         warnings=notes,
+        reference=reference,
     )
 
 
@@ -179,6 +186,28 @@ def importance(model, split: dict, features: list[Column], task: str, seed: int)
         def loss(f):
             return mean_squared_error(y, model.predict_encoded(f))
     return permutation_importance(frame, [c.name for c in features], loss, seed)
+
+
+def training_reference(model, frame: pd.DataFrame, rows: np.ndarray, features: list[Column], task: str,
+                       classes: list | None) -> dict:
+    """The distributions of the training split (`rows`: fit + validation, never test) that monitoring compares
+    new data with (`trainer.drift`): each input column as read, and the model's predictions on those rows
+    (class labels as text, or predicted values). One pass over each column; predictions in batches."""
+    from trainer.drift import reference
+
+    predicted = np.concatenate([model.predict_encoded(frame.iloc[rows[start:start + REFERENCE_BATCH_ROWS]])
+                                for start in range(0, len(rows), REFERENCE_BATCH_ROWS)])
+    if task == "classification":
+        labels = np.asarray([str(c) for c in classes], dtype=object)[predicted.astype("int64")]
+        prediction = reference(pd.Series(labels, dtype=object), "string")
+    else:
+        prediction = reference(pd.Series(predicted, dtype="float64"), "number")
+    return {
+        "split": "train (the fit and validation rows; the test rows are left out)",
+        "rows": len(rows),
+        "features": {c.name: reference(frame[c.name].iloc[rows], c.kind) for c in features},
+        "prediction": prediction,
+    }
 
 
 def held_out_split(frame: pd.DataFrame, manifest: dict[str, Any]) -> tuple[pd.DataFrame, list]:
