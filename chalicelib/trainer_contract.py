@@ -19,6 +19,8 @@ SPEC_URI = "TRAINER_SPEC_URI"
 ARTIFACT_BUCKET = "TRAINER_ARTIFACT_BUCKET"
 ARTIFACT_PREFIX = "TRAINER_ARTIFACT_PREFIX"
 CREDENTIALS_EXPIRATION = "TRAINER_CREDENTIALS_EXPIRATION"
+# Where a job other than a training run asks for fresh credentials (its own callback path).
+CREDENTIALS_ROUTE = "TRAINER_CREDENTIALS_PATH"
 
 CALLBACK_RETRIES = "TRAINER_CALLBACK_RETRIES"
 CALLBACK_BACKOFF = "TRAINER_CALLBACK_BACKOFF"
@@ -47,7 +49,7 @@ TUNING = frozenset({CALLBACK_RETRIES, CALLBACK_BACKOFF, CALLBACK_TIMEOUT, PROGRE
 AWS_CREDENTIALS = (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
 NAMES = frozenset({
     MODEL_ID, RUN_ID, CALLBACK_URL, CALLBACK_TOKEN, SPEC, SPEC_URI, ARTIFACT_BUCKET, ARTIFACT_PREFIX,
-    CREDENTIALS_EXPIRATION, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
+    CREDENTIALS_EXPIRATION, CREDENTIALS_ROUTE, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
     *TUNING, *AWS_CREDENTIALS,
 })
 
@@ -64,7 +66,8 @@ PROCESS_BASICS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", 
 
 def trainer_environment(*, model_id: str, run_id: str, callback_url: str, spec_uri: str, artifact_bucket: str,
                         artifact_prefix: str, region: str, endpoint_url: str | None = None,
-                        credentials_expiration: str | None = None) -> dict[str, str]:
+                        credentials_expiration: str | None = None,
+                        credentials_path: str | None = None) -> dict[str, str]:
     """A run's plain (non-secret) variables; the token and credentials travel as secrets."""
     env = {
         MODEL_ID: model_id,
@@ -80,6 +83,8 @@ def trainer_environment(*, model_id: str, run_id: str, callback_url: str, spec_u
         env[AWS_ENDPOINT_URL] = endpoint_url
     if credentials_expiration:
         env[CREDENTIALS_EXPIRATION] = credentials_expiration
+    if credentials_path:
+        env[CREDENTIALS_ROUTE] = credentials_path
     return env
 
 

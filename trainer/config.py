@@ -35,6 +35,8 @@ class Settings:
     # default chain applies (IRSA on EKS, the environment locally).
     aws_credentials: tuple[str, str, str] | None = field(default=None, repr=False)
     credentials_expiration: datetime | None = None
+    # The API path that hands out fresh credentials (contract.CREDENTIALS_PATH for a training run).
+    credentials_path: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +64,7 @@ class Settings:
             max_data_bytes=_number(env, c.MAX_DATA_BYTES, 2 * 1024**3, int, minimum=1),
             torch_threads=_number(env, c.TORCH_THREADS, 0, int, minimum=0),
             region=env.get(c.AWS_REGION) or env.get(c.AWS_DEFAULT_REGION) or None,
+            credentials_path=env.get(c.CREDENTIALS_ROUTE) or c.CREDENTIALS_PATH.format(model_id=env[c.MODEL_ID]),
             **_run_credentials(env),
         )
 

@@ -67,7 +67,8 @@ class CredentialsFetcher:
                  attempts: int = REFRESH_ATTEMPTS) -> None:
         import requests
 
-        self.url = settings.callback_url.rstrip("/") + contract.CREDENTIALS_PATH.format(model_id=settings.model_id)
+        path = settings.credentials_path or contract.CREDENTIALS_PATH.format(model_id=settings.model_id)
+        self.url = settings.callback_url.rstrip("/") + path
         # The same headers as every other callback (trainer/callback.py).
         self.headers = {
             "Authorization": f"Bearer {settings.callback_token}",

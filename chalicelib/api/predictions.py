@@ -49,6 +49,12 @@ def prediction_complete(model_id, prediction_id):
                                            bp.current_request.headers.get("authorization"), request_body(bp))
 
 
+@callback_route(bp, JOB + "/credentials")
+def prediction_credentials(model_id, prediction_id):
+    return services().predictions.refresh_credentials(model_id, prediction_id,
+                                                bp.current_request.headers.get("authorization"), request_body(bp))
+
+
 @callback_route(bp, JOB + "/fail")
 def prediction_fail(model_id, prediction_id):
     return services().predictions.fail(model_id, prediction_id,

@@ -270,6 +270,25 @@ class ModelJobService:
         self._end(job_id, "failed", reason)
         return {"status": f"{self.KIND} failed"}
 
+    def refresh_credentials(self, model_id: str, job_id: str, authorization: str | None,
+                            body: Any) -> dict[str, Any]:
+        """Fresh per-job credentials for a job still running (STS sessions last at most an hour)."""
+        job = self.authenticate(model_id, job_id, authorization)
+        if body is not None:
+            v.reject_unknown(v.require_object(body), ())
+        self._require_live(job)
+        if self.credentials is None:
+            raise Conflict("this stage issues no per-job credentials", field=f"{self.KIND}_id")
+        issued = self.credentials.issue(job.id, self._policy(job))
+        return {"access_key_id": issued.access_key_id, "secret_access_key": issued.secret_access_key,
+                "session_token": issued.session_token, "expiration": issued.expiration}
+
+    def _policy(self, job: ModelJob) -> dict[str, Any]:
+        return self.scope.job_session_policy(
+            project_id=job.project_id, model_id=job.model_id, version=job.version, job_id=job.id,
+            artifact_prefix=self.artifact_prefix or "models", runs_prefix=RUNS_PREFIX,
+            output_prefix=self.OUTPUT_PREFIX)
+
     # ---- the reconciler ---------------------------------------------------------------
 
     def active_jobs(self) -> Iterator[ModelJob]:
@@ -347,18 +366,15 @@ class ModelJobService:
         spec_uri = self.documents.put_json(self.artifact_bucket, f"{RUNS_PREFIX}/{model.id}/{job.id}/spec.json", spec)
         job_secrets: dict[str, str] = {}
         if self.credentials is not None:
-            policy = self.scope.job_session_policy(
-                project_id=model.project_id, model_id=model.id, version=job.version, job_id=job.id,
-                artifact_prefix=self.artifact_prefix or "models", runs_prefix=RUNS_PREFIX,
-                output_prefix=self.OUTPUT_PREFIX)
-            job_secrets = self.credentials.issue(job.id, policy).environment()
+            job_secrets = self.credentials.issue(job.id, self._policy(job)).environment()
         return self.launcher.submit(TrainingJob(
             run_id=job.id, model_id=model.id, project_id=model.project_id, model_type=model.type, kind=self.LAUNCH_KIND,
             callback_token=token, secrets=job_secrets,
             environment=trainer_environment(
                 model_id=model.id, run_id=job.id, callback_url=callback_url, spec_uri=spec_uri,
                 artifact_bucket=self.artifact_bucket, artifact_prefix=self.artifact_prefix, region=self.region,
-                endpoint_url=self.endpoint_url)))
+                endpoint_url=self.endpoint_url,
+                credentials_path=f"/api/ml-models/{model.id}/{self.LIST_KEY}/{job.id}/credentials")))
 
     def _stop(self, job: ModelJob) -> None:
         try:

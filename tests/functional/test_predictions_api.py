@@ -279,3 +279,26 @@ def test_predict_without_a_configured_predictor_is_503(api, trained, launcher):
     install_graph(launcher=launcher)  # no PREDICTOR_FUNCTION in the test stage
     reply = api.post(f"/api/ml-models/{trained['id']}/predict", {"instances": [{"temperature": 1}]})
     assert reply.status == 503 and "PREDICTOR_FUNCTION" in reply.json["message"]
+
+
+def test_a_job_gets_credentials_for_its_own_output_only_and_can_refresh_them(api, trained, storage, clock):
+    from fakes.collaborators import FakeCredentialIssuer
+
+    issuer, fake = FakeCredentialIssuer(), FakeLauncher()
+    install_graph(launcher=fake, clock=clock, predictor=CannedPredictor(), credentials=issuer)
+    prediction, job = start(api, fake, trained["id"], storage["id"])
+    assert job.secrets["AWS_ACCESS_KEY_ID"] == "ASIA0001"
+    path = f"/api/ml-models/{trained['id']}/predictions/{prediction['id']}/credentials"
+    assert job.environment["TRAINER_CREDENTIALS_PATH"] == path
+    session, policy = issuer.requests[-1]
+    assert session == prediction["id"]
+    text = json.dumps(policy)
+    writes = [s for s in policy["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [w["Resource"] for w in writes] == [
+        f"arn:aws:s3:::{ARTIFACTS}/predictions/{trained['id']}/{prediction['id']}/*"]
+    assert f"models/{trained['id']}/v1/*" in text  # reads its version's artifact
+    refreshed = api.post(path, {}, headers=callback_headers(job))
+    assert refreshed.status == 200 and refreshed.json["access_key_id"] == "ASIA0002", refreshed
+    assert api.post(path, {}, headers={"Authorization": "Bearer forged"}).status == 401
+    assert api.post(f"/api/ml-models/{trained['id']}/predictions/{prediction['id']}/cancel").status == 202
+    assert api.post(path, {}, headers=callback_headers(job)).status == 409
