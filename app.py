@@ -2,6 +2,7 @@
 from chalice import Chalice, Rate
 
 from chalicelib.api import (
+    evaluations,
     ml_models,
     ontologies,
     predictions,
@@ -30,6 +31,7 @@ app.register_blueprint(storage_configs.bp)
 app.register_blueprint(training.bp)
 app.register_blueprint(versions.bp)
 app.register_blueprint(predictions.bp)
+app.register_blueprint(evaluations.bp)
 
 
 @app.middleware("http")
@@ -40,6 +42,11 @@ def json_errors_and_limits(event, get_response):
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def reconcile_runs(event):
     return reconcile.on_schedule(event.context)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def start_due_evaluations(event):
+    return evaluations.on_schedule(event.context)
 
 
 @app.on_ws_connect()

@@ -41,7 +41,7 @@ class Record:
 
 @dataclass(frozen=True)
 class MlModel(Record):
-    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version", "runs_started")
+    PRIVATE: ClassVar[tuple[str, ...]] = ("lock_version", "runs_started", "monitor_shard")
 
     id: str
     project_id: str
@@ -64,6 +64,12 @@ class MlModel(Record):
     trained_at: str | None = None
     # How many training runs were ever started: the next run's version number.
     runs_started: int = 0
+    # Scheduled evaluations (services/monitoring.py): {"storage_ids", "every_minutes", "max_drop", "max_psi",
+    # "metric"?}; empty when off. A monitored model is on the due index (monitor_shard "due") until
+    # next_evaluation_at.
+    monitoring: dict[str, Any] = field(default_factory=dict)
+    monitor_shard: str | None = None
+    next_evaluation_at: str | None = None
     lock_version: int | None = None
 
 

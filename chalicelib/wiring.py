@@ -90,11 +90,15 @@ class Services:
     @cached_property
     def predictions(self) -> Any:
         """Batch prediction jobs (services/predictions.py), run by the same launcher as training."""
-        from chalicelib.adapters.s3 import DocumentStore
         from chalicelib.services.predictions import PredictionService
 
+        return self._model_jobs(PredictionService)
+
+    def _model_jobs(self, service: type) -> Any:
+        from chalicelib.adapters.s3 import DocumentStore
+
         settings = self.settings
-        return PredictionService(
+        return service(
             self.repos.models, self.repos.model_jobs, self.repos.training_runs, self.storage_configs,
             self.launcher, DocumentStore(self.repos.s3), self.scope,
             callback_base_url=settings.callback_base_url, artifact_bucket=settings.artifact_bucket,
@@ -104,6 +108,19 @@ class Services:
             start_deadline_seconds=settings.training_start_deadline_seconds,
             submission_grace_seconds=settings.training_submission_grace_seconds,
             cancel_grace_seconds=self.training.cancel_grace_seconds, clock=self.clock, ids=self.ids)
+
+    @cached_property
+    def evaluations(self) -> Any:
+        """Evaluations of a version on fresh data, and their verdict on the model (services/evaluations.py)."""
+        from chalicelib.services.evaluations import EvaluationService
+
+        return self._model_jobs(EvaluationService)
+
+    @cached_property
+    def monitoring(self) -> Any:
+        from chalicelib.services.monitoring import MonitoringScheduler
+
+        return MonitoringScheduler(self.repos.models, self.evaluations, clock=self.clock)
 
     @cached_property
     def online_predictions(self) -> Any:
@@ -123,7 +140,7 @@ class Services:
                           submission_grace_seconds=settings.training_submission_grace_seconds,
                           cancel_grace_seconds=self.training.cancel_grace_seconds,
                           max_runs=settings.reconcile_max_runs, budget_seconds=settings.reconcile_budget_seconds,
-                          clock=self.clock, jobs=[self.predictions])
+                          clock=self.clock, jobs=[self.predictions, self.evaluations])
 
     @cached_property
     def recommend(self) -> Any:
@@ -289,15 +306,16 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
     versions = ModelVersionService(repos.models, repos.training_runs, DocumentStore(repos.s3),
                                    artifact_bucket=settings.artifact_bucket, artifact_prefix=settings.artifact_prefix,
                                    notifier=notifier, clock=clock, jobs=repos.model_jobs)
+    storage_configs = StorageConfigService(repos.storage_configs, repos.ontologies, repos.s3, scope, clock=clock,
+                                           ids=ids)
     graph = Services(
         settings=settings, repos=repos, notifier=notifier, settlement=settlement, scope=scope,
         models=MlModelService(repos.models, repos.ontologies, recommendations=repos.recommendations,
                               overdue=settlement.expire_if_overdue, notifier=notifier, clock=clock, ids=ids,
-                              remains=versions.remove_remains),
+                              remains=versions.remove_remains, storage_check=storage_configs.resolve),
         versions=versions,
         ontologies=OntologyService(repos.ontologies, repos.models, clock=clock, ids=ids),
-        storage_configs=StorageConfigService(repos.storage_configs, repos.ontologies, repos.s3, scope,
-                                             clock=clock, ids=ids),
+        storage_configs=storage_configs,
         access=access,
         authenticator=authenticator or build_authenticator(settings),
         clock=clock, ids=ids, metrics=metrics,
@@ -305,7 +323,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
         credentials_factory=(lambda: credentials) if credentials is not None else (lambda: build_credentials(settings)),
         predictor_factory=(lambda: predictor) if predictor is not None else (lambda: build_predictor(settings)),
     )
-    versions.stop_jobs = lambda model_id: graph.predictions.stop_all(model_id)
+    versions.stop_jobs = lambda model_id: graph.predictions.stop_all(model_id) + graph.evaluations.stop_all(model_id)
     return graph
 
 

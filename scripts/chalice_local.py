@@ -1,14 +1,14 @@
-"""`chalice local`, with a listen backlog large enough for concurrent clients, and the reconciler's timer.
+"""`chalice local`, with a listen backlog large enough for concurrent clients, and the scheduled functions' timer.
 
 The stdlib HTTPServer behind `chalice local` listens with a backlog of 5, so a
 burst of simultaneous connections (20 concurrent train requests, a benchmark)
 gets "connection reset by peer" before the app sees it. API Gateway has no
 such limit; this raises the local one and otherwise runs the Chalice CLI as is.
 
-`chalice local` does not run `@app.schedule` functions; in AWS the reconciler runs
-every minute. Here a daemon thread in the same process (where the local launcher
-keeps its trainer processes) runs the same handler every LOCAL_RECONCILE_SECONDS
-(default 30; 0 turns it off).
+`chalice local` does not run `@app.schedule` functions; in AWS the reconciler and the
+monitoring schedule run every minute. Here a daemon thread in the same process (where the
+local launcher keeps its trainer processes) runs the same handlers every
+LOCAL_RECONCILE_SECONDS (default 30; 0 turns both off).
 """
 import logging
 import os
@@ -23,13 +23,14 @@ log = logging.getLogger("ml_models.local_reconciler")
 
 
 def reconcile_every(seconds: float, stop: threading.Event) -> None:
-    while not stop.wait(seconds):
-        try:
-            from chalicelib.api import reconcile
+    from chalicelib.api import evaluations, reconcile
 
-            reconcile.on_schedule()
-        except Exception:  # noqa: BLE001 — a failed sweep is retried at the next tick, as in AWS
-            log.exception("local reconcile sweep failed")
+    while not stop.wait(seconds):
+        for name, sweep in (("reconcile", reconcile.on_schedule), ("monitoring", evaluations.on_schedule)):
+            try:
+                sweep(None)
+            except Exception:  # noqa: BLE001 — a failed sweep is retried at the next tick, as in AWS
+                log.exception("local scheduled sweep failed", extra={"sweep": name})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,13 @@ from chalicelib.adapters import tables
 from chalicelib.adapters.aws_faults import unavailable
 from chalicelib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StaleRecord, UpstreamUnavailable
 from chalicelib.records import MlModel, ModelJob, Ontology, Recommendation, Record, StorageConfig, TrainingRun
-from chalicelib.services.ports import ACTIVE_RUN_STATUSES, JOB_KINDS, RETRIES_ON_STALE, OptimisticModify
+from chalicelib.services.ports import (
+    ACTIVE_RUN_STATUSES,
+    JOB_KINDS,
+    MONITOR_SHARD,
+    RETRIES_ON_STALE,
+    OptimisticModify,
+)
 from chalicelib.services.validation import DYNAMODB_ITEM_BYTES, MAX_ITEM_BYTES, attribute_bytes, check_item_size
 
 __all__ = ["RETRIES_ON_STALE", "StaleRecord", "ModelRepository", "OntologyRepository", "StorageConfigRepository",
@@ -236,6 +242,12 @@ class ModelRepository(Repository[tables.MlModelTable, MlModel]):
     @dynamo_call
     def count_by_ontology(self, ontology_id: str) -> int:
         return self.table.ontology_index.count(ontology_id)
+
+    @dynamo_call
+    def list_due(self, now: str, limit: int) -> list[str]:
+        """Ids of monitored models whose next evaluation is due at `now`, earliest first (a keys-only Query)."""
+        results = self.table.due_index.query(MONITOR_SHARD, self.table.next_evaluation_at <= now, limit=limit)
+        return [item.id for item in results]
 
 
 class OntologyRepository(Repository[tables.OntologyTable, Ontology]):

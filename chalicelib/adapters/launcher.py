@@ -13,7 +13,7 @@ from typing import Protocol
 from chalicelib import trainer_contract as contract
 
 # What a job runs, by kind: the module of the trainer image (`python -m <module>`).
-ENTRY_POINTS = {"train": "trainer", "predict": "trainer.batch_predict"}
+ENTRY_POINTS = {"train": "trainer", "predict": "trainer.batch_predict", "evaluate": "trainer.evaluate"}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,17 @@ class ModelOntologyIndex(GlobalSecondaryIndex):
     ontology_id = UnicodeAttribute(hash_key=True)
 
 
+class MonitoringDueIndex(GlobalSecondaryIndex):
+    """Monitored models by when their next evaluation is due (sparse: only models with monitoring)."""
+
+    class Meta:
+        index_name = "monitor_shard-next_evaluation_at-index"
+        projection = KeysOnlyProjection()
+
+    monitor_shard = UnicodeAttribute(hash_key=True)
+    next_evaluation_at = UnicodeAttribute(range_key=True)
+
+
 class MlModelTable(Model):
     class Meta:
         table_name = "ml-models"
@@ -64,10 +75,14 @@ class MlModelTable(Model):
     trained_at = UnicodeAttribute(null=True)
     # How many training runs were ever started: the next run's version number.
     runs_started = NumberAttribute(default=0)
+    monitoring = JSONAttribute(default=dict)
+    monitor_shard = UnicodeAttribute(null=True)
+    next_evaluation_at = UnicodeAttribute(null=True)
     lock_version = VersionAttribute()
 
     project_index = ProjectIndex()
     ontology_index = ModelOntologyIndex()
+    due_index = MonitoringDueIndex()
 
 
 class OntologyTable(Model):

@@ -9,7 +9,13 @@ from chalicelib.records import MlModel
 from chalicelib.services import validation as v
 from chalicelib.services.common import Clock, IdFactory, new_id, utc_now
 from chalicelib.services.notifications import NullNotifier
-from chalicelib.services.ports import RETRIES_ON_STALE, ModelRepository, OntologyRepository, RecommendationRepository
+from chalicelib.services.ports import (
+    MONITOR_SHARD,
+    RETRIES_ON_STALE,
+    ModelRepository,
+    OntologyRepository,
+    RecommendationRepository,
+)
 
 # Status changes a user may make through PUT. `training`, and `trained`/`failed`
 # coming out of training, are set only by the training flow.
@@ -23,8 +29,10 @@ USER_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "archived": ("draft",),
 }
 
-CREATE_FIELDS = ("project_id", "ontology_id", "name", "description", "type", "training_config", "metadata")
-UPDATE_FIELDS = ("name", "description", "status", "training_metrics", "performance_metrics", "metadata")
+CREATE_FIELDS = ("project_id", "ontology_id", "name", "description", "type", "training_config", "metadata",
+                 "monitoring")
+UPDATE_FIELDS = ("name", "description", "status", "training_metrics", "performance_metrics", "metadata",
+                 "monitoring")
 
 
 def current_version(model: MlModel) -> int | None:
@@ -62,9 +70,19 @@ def parse_update(body: Any) -> tuple[dict[str, Any], str | None, dict[str, Any] 
     for name in ("training_metrics", "performance_metrics"):
         if name in body:
             changes[name] = v.finite_metrics(body[name], name)
+    if "monitoring" in body:
+        changes["monitoring"] = v.monitoring(body["monitoring"])
     status = v.choice(body, "status", v.STATUSES) if "status" in body else None
     patch = v.json_object(body, "metadata") if "metadata" in body else None
     return changes, status, patch
+
+
+def with_monitoring(model: MlModel, settings: dict[str, Any], now: str) -> MlModel:
+    """The model with `settings` as its monitoring: on the due index from now (its first evaluation on the
+    next schedule), or off it."""
+    if not settings:
+        return model.but(monitoring={}, monitor_shard=None, next_evaluation_at=None)
+    return model.but(monitoring=settings, monitor_shard=MONITOR_SHARD, next_evaluation_at=now)
 
 
 class MlModelService:
@@ -72,7 +90,8 @@ class MlModelService:
                  recommendations: RecommendationRepository | None = None,
                  overdue: Callable[[MlModel], MlModel] | None = None, notifier: Any = None,
                  clock: Clock = utc_now, ids: IdFactory = new_id,
-                 remains: Callable[[MlModel], None] | None = None) -> None:
+                 remains: Callable[[MlModel], None] | None = None,
+                 storage_check: Callable[[str, list[str]], Any] | None = None) -> None:
         self.models = models
         self.ontologies = ontologies
         self.clock = clock
@@ -83,6 +102,8 @@ class MlModelService:
         self.notifier = notifier or NullNotifier()
         # Removes a deleted model's runs and artifacts (ModelVersionService.remove_remains), best effort.
         self.remains = remains or (lambda model: None)
+        # Checks that storage ids name configs of a project (StorageConfigService.resolve): monitoring's.
+        self.storage_check = storage_check or (lambda project_id, ids: None)
 
     def create(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
@@ -94,6 +115,7 @@ class MlModelService:
         model_type = v.choice(body, "type", v.MODEL_TYPES, required=True)
         config = v.training_config(body.get("training_config"), with_defaults=True, model_type=model_type)
         metadata = v.json_object(body, "metadata") or {}
+        monitoring = v.monitoring(body.get("monitoring"))
         ontology = self.ontologies.find(ontology_id)
         if ontology is None or ontology.project_id != project_id:
             raise InvalidInput(f"ontology '{ontology_id}' does not exist in project '{project_id}'",
@@ -104,12 +126,14 @@ class MlModelService:
             last = self.recommendations.find(project_id, ontology_id)
             if last is not None and last.recommended_type == model_type:
                 is_recommended, score = True, last.score
+        if monitoring:
+            self.storage_check(project_id, monitoring["storage_ids"])
         model = MlModel(
             id=self.ids("model"), project_id=project_id, ontology_id=ontology_id, name=name,
             description=description, type=model_type, status="draft", training_config=config, metadata=metadata,
             is_recommended=is_recommended, recommendation_score=score, created_at=now, updated_at=now,
         )
-        return self.models.add(model).public()
+        return self.models.add(with_monitoring(model, monitoring, now)).public()
 
     def get(self, model_id: str) -> dict[str, Any]:
         return self.overdue(self.models.get(model_id)).public()
@@ -122,6 +146,9 @@ class MlModelService:
 
     def update(self, model_id: str, body: Any) -> dict[str, Any]:
         changes, status, patch = parse_update(body)
+        monitoring = changes.pop("monitoring", None)
+        if monitoring:
+            self.storage_check(self.models.get(model_id).project_id, monitoring["storage_ids"])
         # Re-applied on fresh state after a concurrent write: PUT is a patch, so the fresh
         # state plus these changes is what the caller asked for.
         previous: dict[str, str] = {}
@@ -134,6 +161,8 @@ class MlModelService:
                 updated = updated.but(status=status)
             if patch is not None:
                 updated = updated.but(metadata=v.merge_metadata(current.metadata, patch))
+            if monitoring is not None:
+                updated = with_monitoring(updated, monitoring, self.clock())
             return updated
 
         saved = self.models.modify(model_id, apply)

@@ -35,7 +35,9 @@ RETRIES_ON_STALE = 5
 # `cancelling`: the model has left the run, but its job may still be stopping (it counts until it is gone).
 ACTIVE_RUN_STATUSES = ("queued", "submitted", "running", "cancelling")
 # What a ModelJob may be (records.ModelJob.kind), and its statuses until it ends.
-JOB_KINDS = ("prediction",)
+JOB_KINDS = ("prediction", "evaluation")
+# The due index's one partition: a monitored model has monitor_shard == MONITOR_SHARD.
+MONITOR_SHARD = "due"
 ACTIVE_JOB_STATUSES = ("queued", "running", "cancelling")
 
 
@@ -65,6 +67,11 @@ class Repository(Records[R], Protocol):
 
 class ModelRepository(Repository[MlModel], Protocol):
     def count_by_ontology(self, ontology_id: str) -> int: ...
+
+    def list_due(self, now: str, limit: int) -> list[str]:
+        """Ids of monitored models whose next evaluation is due at `now`, earliest first (an index; the
+        index is eventually consistent: a claim must re-read the model)."""
+        ...
 
 
 class OntologyRepository(Repository[Ontology], Protocol):

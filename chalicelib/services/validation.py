@@ -221,3 +221,41 @@ def merge_metadata(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, 
         else:
             merged[key] = value
     return merged
+
+
+MONITORING_FIELDS = ("storage_ids", "every_minutes", "max_drop", "max_psi", "metric")
+MONITORING_DEFAULTS = {"every_minutes": 60, "max_drop": 0.05, "max_psi": 0.2}
+MIN_EVERY_MINUTES, MAX_EVERY_MINUTES = 5, 7 * 24 * 60
+MAX_MONITORED_STORAGE_IDS = 20
+
+
+def monitoring(value: Any) -> dict[str, Any]:
+    """A model's `monitoring` settings with their defaults; {} (null or {}) turns monitoring off."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("monitoring must be an object (or null to turn it off)", field="monitoring")
+    reject_unknown(value, MONITORING_FIELDS, where=" in monitoring")
+    ids = value.get("storage_ids")
+    if (not isinstance(ids, list) or not ids or len(ids) > MAX_MONITORED_STORAGE_IDS
+            or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID for i in ids)):
+        raise InvalidInput(f"monitoring.storage_ids must be 1 to {MAX_MONITORED_STORAGE_IDS} storage config ids "
+                           "(the labelled data each evaluation reads)", field="monitoring.storage_ids")
+    settings: dict[str, Any] = {**MONITORING_DEFAULTS, "storage_ids": list(dict.fromkeys(ids))}
+    every = value.get("every_minutes", MONITORING_DEFAULTS["every_minutes"])
+    if isinstance(every, bool) or not isinstance(every, int) or not MIN_EVERY_MINUTES <= every <= MAX_EVERY_MINUTES:
+        raise InvalidInput(f"monitoring.every_minutes must be an integer from {MIN_EVERY_MINUTES} to "
+                           f"{MAX_EVERY_MINUTES}", field="monitoring.every_minutes")
+    settings["every_minutes"] = every
+    for name, upper in (("max_drop", 1.0), ("max_psi", 10.0)):
+        number = value.get(name, MONITORING_DEFAULTS[name])
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= upper:
+            raise InvalidInput(f"monitoring.{name} must be a number from 0 to {upper}", field=f"monitoring.{name}")
+        settings[name] = float(number)
+    if "metric" in value:
+        metric = value["metric"]
+        if not isinstance(metric, str) or not 0 < len(metric) <= 64:
+            raise InvalidInput("monitoring.metric must name a metric of the version's performance_metrics",
+                               field="monitoring.metric")
+        settings["metric"] = metric
+    return settings

@@ -22,6 +22,7 @@ from chalicelib.services.ports import ModelRepository, TrainingRunRepository
 from chalicelib.services.training import RUNS_PREFIX
 
 PREDICTIONS_PREFIX = "predictions"  # services/predictions.py writes each job's output under it
+EVALUATIONS_PREFIX = "evaluations"  # services/evaluations.py: each evaluation's report.json
 
 log = logging.getLogger("ml_models.versions")
 
@@ -120,9 +121,11 @@ class ModelVersionService:
             ("run specs", lambda: self.documents.delete_prefix(self.artifact_bucket, f"{RUNS_PREFIX}/{model.id}/")),
             ("prediction outputs", lambda: self.documents.delete_prefix(
                 self.artifact_bucket, f"{PREDICTIONS_PREFIX}/{model.id}/")),
+            ("evaluation reports", lambda: self.documents.delete_prefix(
+                self.artifact_bucket, f"{EVALUATIONS_PREFIX}/{model.id}/")),
         ]
         if self.jobs is not None:
-            steps.append(("prediction jobs", lambda: self.jobs.delete_by_model(model.id)))
+            steps.append(("prediction and evaluation jobs", lambda: self.jobs.delete_by_model(model.id)))
         for what, step in steps:
             try:
                 count = step()

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from chalicelib.errors import Conflict, InvalidInput, NotFound, StaleRecord
 from chalicelib.records import MlModel, ModelJob, Ontology, Recommendation, Record, StorageConfig, TrainingRun
-from chalicelib.services.ports import ACTIVE_RUN_STATUSES, OptimisticModify
+from chalicelib.services.ports import ACTIVE_RUN_STATUSES, MONITOR_SHARD, OptimisticModify
 from chalicelib.services.validation import MAX_ITEM_BYTES, check_item_size
 
 R = TypeVar("R", bound=Record)
@@ -121,6 +121,12 @@ class MemoryModelRepository(MemoryRepository[MlModel]):
     def count_by_ontology(self, ontology_id: str) -> int:
         with self._lock:
             return sum(1 for r in self.rows.values() if r.ontology_id == ontology_id)
+
+    def list_due(self, now: str, limit: int) -> list[str]:
+        with self._lock:
+            due = sorted((r.next_evaluation_at, r.id) for r in self.rows.values()
+                         if r.monitor_shard == MONITOR_SHARD and r.next_evaluation_at and r.next_evaluation_at <= now)
+        return [model_id for _, model_id in due[:limit]]
 
 
 class MemoryOntologyRepository(MemoryRepository[Ontology]):

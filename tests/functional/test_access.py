@@ -76,6 +76,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("/api/ml-models/{model_id}/predictions/{prediction_id}/cancel", "POST"): Route(202, lambda w: Request(
         "POST", f"/api/ml-models/{w['version_model']}/predictions/{w['prediction']}/cancel",
         record=f"/api/ml-models/{w['version_model']}/predictions/{w['prediction']}")),
+    ("/api/ml-models/{model_id}/evaluations", "POST"): Route(202, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/evaluations", {"storage_ids": [w["storage"]]})),
+    ("/api/ml-models/{model_id}/evaluations", "GET"): Route(200, lambda w: Request(
+        "GET", f"/api/ml-models/{w['version_model']}/evaluations")),
+    ("/api/ml-models/{model_id}/evaluations/{evaluation_id}", "GET"): Route(200, lambda w: Request(
+        "GET", f"/api/ml-models/{w['version_model']}/evaluations/{w['evaluation']}")),
+    ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/cancel", "POST"): Route(202, lambda w: Request(
+        "POST", f"/api/ml-models/{w['version_model']}/evaluations/{w['evaluation']}/cancel",
+        record=f"/api/ml-models/{w['version_model']}/evaluations/{w['evaluation']}")),
     ("/api/ml-models/{model_id}/predict", "POST"): Route(200, lambda w: Request(
         "POST", f"/api/ml-models/{w['version_model']}/predict", {"instances": [{"temperature": 1.5}]})),
     ("/api/ontologies", "GET"): Route(200, lambda w: Request("GET", f"/api/ontologies?project_id={w['project']}")),
@@ -126,7 +135,8 @@ def test_every_route_is_in_the_table():
     assert user_routes == set(ROUTES), f"routes missing from the access table: {sorted(user_routes - set(ROUTES))}"
     callbacks = {key for key, rule in ROUTE_ACCESS.items() if rule == CALLBACK}
     assert all(path.startswith(("/api/ml-models/{model_id}/training/",
-                                "/api/ml-models/{model_id}/predictions/{prediction_id}/")) for path, _ in callbacks)
+                                "/api/ml-models/{model_id}/predictions/{prediction_id}/",
+                                "/api/ml-models/{model_id}/evaluations/{evaluation_id}/")) for path, _ in callbacks)
 
 
 # ---- the world each case runs in ------------------------------------------------------------
@@ -172,7 +182,10 @@ def world(api, launcher, project):
         prediction = api.post(f"/api/ml-models/{version_model['id']}/predictions",
                               {"storage_ids": [storage["id"]]})
         assert prediction.status == 202, prediction
+        evaluation = api.post(f"/api/ml-models/{version_model['id']}/evaluations", {"storage_ids": [storage["id"]]})
+        assert evaluation.status == 202, evaluation
         built[side] = {"version_model": version_model["id"], "prediction": prediction.json["id"],
+                       "evaluation": evaluation.json["id"],
                        "project": pid, "ontology": onto["id"], "spare_ontology": spare["id"], "model": model["id"],
                        "training_model": training_model["id"],
                        "run_model": run_model["id"], "run": job.run_id, "storage": storage["id"],

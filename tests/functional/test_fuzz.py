@@ -78,7 +78,7 @@ class Ids:
 
     project = ontology = model = storage = run = token = ""
     # A trained model (v1) with a prediction job, and that job's token.
-    trained = prediction = prediction_token = ""
+    trained = prediction = prediction_token = evaluation = evaluation_token = ""
 
 
 def templates(ids: Ids) -> dict[tuple[str, str], dict]:
@@ -86,12 +86,15 @@ def templates(ids: Ids) -> dict[tuple[str, str], dict]:
     create_model = {"project_id": ids.project, "ontology_id": ids.ontology, "name": "m", "type": "regression",
                     "description": "d", "metadata": {"team": "a"},
                     "training_config": {"train_test_split": 0.8, "random_seed": 1, "learning_rate": 0.01,
-                                        "batch_size": 8, "max_iterations": 5, "hyperparameters": {}}}
+                                        "batch_size": 8, "max_iterations": 5, "hyperparameters": {}},
+                    "monitoring": {"storage_ids": [ids.storage], "every_minutes": 60, "max_drop": 0.05,
+                                   "max_psi": 0.2, "metric": "accuracy"}}
     return {
         ("/api/ml-models", "POST"): create_model,
         ("/api/ml-models/{model_id}", "PUT"): {"name": "n", "description": "d",
                                                "metadata": {"k": 1}, "performance_metrics": {"accuracy": 0.5},
-                                               "training_metrics": {"loss": [0.5, 0.4]}},
+                                               "training_metrics": {"loss": [0.5, 0.4]},
+                                               "monitoring": {"storage_ids": [ids.storage], "every_minutes": 30}},
         ("/api/ml-models/recommend", "POST"): {"project_id": ids.project, "ontology_id": ids.ontology,
                                                "storage_ids": [ids.storage], "target_column": "temperature"},
         ("/api/ontologies", "POST"): {"project_id": ids.project, "name": "o", "description": "d",
@@ -116,6 +119,13 @@ def templates(ids: Ids) -> dict[tuple[str, str], dict]:
         ("/api/ml-models/{model_id}/predictions/{prediction_id}/progress", "POST"): {"rows": 10},
         ("/api/ml-models/{model_id}/predictions/{prediction_id}/complete", "POST"): {"rows": 10, "error_rows": 0},
         ("/api/ml-models/{model_id}/predictions/{prediction_id}/fail", "POST"): {"reason": "input unreadable"},
+        ("/api/ml-models/{model_id}/evaluations", "POST"): {"storage_ids": [ids.storage], "version": 1},
+        ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/cancel", "POST"): {},
+        ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/progress", "POST"): {"rows": 10},
+        ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/complete", "POST"): {},
+        ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/fail", "POST"): {"reason": "labels missing"},
+        ("/api/ml-models/{model_id}/evaluations/{evaluation_id}/credentials", "POST"): {},
+        ("/api/ml-models/{model_id}/predictions/{prediction_id}/credentials", "POST"): {},
         ("/api/ml-models/{model_id}/predict", "POST"): {"instances": [{"temperature": 1.5, "humidity": 2}],
                                                        "version": 1},
     }
@@ -125,7 +135,8 @@ QUERIES = {"/api/ml-models": ("project_id", "limit", "next_token"),
            "/api/ontologies": ("project_id", "limit", "next_token"),
            "/api/storage-configs": ("project_id", "limit", "next_token"),
            "/api/ml-models/{model_id}/runs": ("limit", "next_token"),
-           "/api/ml-models/{model_id}/predictions": ("limit", "next_token")}
+           "/api/ml-models/{model_id}/predictions": ("limit", "next_token"),
+           "/api/ml-models/{model_id}/evaluations": ("limit", "next_token")}
 
 
 @st.composite
@@ -187,11 +198,25 @@ class Request:
 
 
 @st.composite
+def callback_headers(draw, path: str, ids: Ids) -> dict[str, str]:
+    """A job's callbacks get its token (mostly), a forged one or none."""
+    for marker, token in (("/predictions/{prediction_id}/", ids.prediction_token),
+                          ("/evaluations/{evaluation_id}/", ids.evaluation_token)):
+        if marker in path:
+            return {"Authorization": f"Bearer {draw(st.sampled_from([token, token, 'forged', '']))}"}
+    if "/training/" in path:
+        return {"Authorization": f"Bearer {draw(st.sampled_from([ids.token, ids.token, 'forged', '']))}",
+                "X-Training-Run-Id": draw(st.sampled_from([ids.run, ids.run, "run-x", ""]))}
+    return {}
+
+
+@st.composite
 def requests(draw, ids: Ids) -> Request:
     path, method = draw(st.sampled_from(sorted(ROUTE_ACCESS)))
-    on_trained = "/predict" in path  # the prediction routes work on the trained model
+    on_trained = "/predict" in path or "/evaluations" in path  # these routes work on the trained model
     params = {"model_id": ids.trained if on_trained else ids.model, "ontology_id": ids.ontology,
-              "storage_id": ids.storage, "run_id": ids.run, "version": "1", "prediction_id": ids.prediction}
+              "storage_id": ids.storage, "run_id": ids.run, "version": "1", "prediction_id": ids.prediction,
+              "evaluation_id": ids.evaluation}
     url = path
     for name, real in params.items():
         if "{" + name + "}" in url:
@@ -210,12 +235,7 @@ def requests(draw, ids: Ids) -> Request:
         if query:
             url += "?" + "&".join(f"{segment(k)}={segment(v)}" for k, v in query.items())
     body = draw(bodies(templates(ids).get((path, method)))) if method in ("POST", "PUT") else None
-    headers = {}
-    if "/predictions/{prediction_id}/" in path:
-        headers = {"Authorization": f"Bearer {draw(st.sampled_from([ids.prediction_token] * 2 + ['forged', '']))}"}
-    if "/training/" in path:
-        headers = {"Authorization": f"Bearer {draw(st.sampled_from([ids.token, ids.token, 'forged', '']))}",
-                   "X-Training-Run-Id": draw(st.sampled_from([ids.run, ids.run, "run-x", ""]))}
+    headers = draw(callback_headers(path, ids))
     # Mostly the right media type (Hypothesis favours the first choices), sometimes not.
     content_type = draw(st.sampled_from(["application/json"] * 30 + ["text/plain", "application/JSON", "",
                                                                      "application/json; charset=latin-1"]))
@@ -246,6 +266,9 @@ def ids(api, launcher, project, ontology, make_model) -> Ids:
     reply = api.post(f"/api/ml-models/{found.trained}/predictions", {"storage_ids": [found.storage]})
     assert reply.status == 202, reply
     found.prediction, found.prediction_token = reply.json["id"], launcher.jobs[-1].callback_token
+    reply = api.post(f"/api/ml-models/{found.trained}/evaluations", {"storage_ids": [found.storage]})
+    assert reply.status == 202, reply
+    found.evaluation, found.evaluation_token = reply.json["id"], launcher.jobs[-1].callback_token
     return found
 
 

@@ -11,11 +11,14 @@ CONTRACT_FIELDS = {
     "training_config", "metadata", "training_metrics", "performance_metrics", "model_artifact_path",
     "training_task_id", "is_recommended", "recommendation_score", "created_at", "updated_at", "trained_at",
 }
+# Beyond the contract: scheduled evaluations (issue: monitoring), off unless set.
+MONITORING_FIELDS = {"monitoring", "next_evaluation_at"}
 
 
 def test_create_returns_draft_model_with_every_field(api, make_model, project, ontology):
     model = make_model(metadata={"team": "weather"})
-    assert set(model) == CONTRACT_FIELDS
+    assert set(model) == CONTRACT_FIELDS | MONITORING_FIELDS
+    assert model["monitoring"] == {} and model["next_evaluation_at"] is None
     assert model["status"] == "draft"
     assert model["version"] == 0
     assert model["project_id"] == project and model["ontology_id"] == ontology["id"]

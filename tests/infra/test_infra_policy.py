@@ -294,6 +294,39 @@ def run_scenario(api: Driver, kube, gateway: FakeWebSocketGateway, bucket: str, 
         {"type": "Complete", "status": "True"}]}})
     api.schedule("reconcile_runs", "ReconcileRuns")
     api.http("GET", f"/api/ml-models/{model['id']}/predictions", expect=200)
+    # Evaluations: monitoring on the model, the schedule starts one; its report settles it (and the model).
+    api.http("PUT", f"/api/ml-models/{model['id']}", {"monitoring": {"storage_ids": [storage["id"]]}}, expect=200)
+    api.schedule("start_due_evaluations", "StartDueEvaluations")
+    [evaluation] = api.http("GET", f"/api/ml-models/{model['id']}/evaluations", expect=200)["evaluations"]
+    from chalicelib.adapters.eks import CALLBACK_TOKEN_KEY, secret_name
+
+    secret = kube.get("secrets", "ml-training", secret_name(evaluation["id"], "evaluate"))
+    token = base64.b64decode(secret["data"][CALLBACK_TOKEN_KEY]).decode()
+    boto3.client("s3", endpoint_url=api.endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key=f"evaluations/{model['id']}/{evaluation['id']}/report.json",
+        Body=json.dumps({"evaluation_id": evaluation["id"], "model_id": model["id"], "version": evaluation["version"],
+                         "metrics": {"r2": 0.5}, "baseline_metrics": {"r2": 0.9}, "psi": {}}).encode())
+    for kind, body in (("progress", {"rows": 1}), ("credentials", {}), ("complete", {})):
+        api.http("POST", f"/api/ml-models/{model['id']}/evaluations/{evaluation['id']}/{kind}", body, expect=200,
+                 headers={"Authorization": f"Bearer {token}"})
+    assert api.http("GET", f"/api/ml-models/{model['id']}", expect=200)["status"] == "degraded"
+    # One the reconciler settles from its Job and report (within bounds: the model trained again), one cancelled.
+    evaluation = api.http("POST", f"/api/ml-models/{model['id']}/evaluations", {"storage_ids": [storage["id"]]},
+                          expect=202)
+    boto3.client("s3", endpoint_url=api.endpoint, region_name=REGION).put_object(
+        Bucket=bucket, Key=f"evaluations/{model['id']}/{evaluation['id']}/report.json",
+        Body=json.dumps({"evaluation_id": evaluation["id"], "model_id": model["id"], "version": evaluation["version"],
+                         "metrics": {"r2": 0.9}, "baseline_metrics": {"r2": 0.9}, "psi": {}}).encode())
+    job = kube.get("jobs", "ml-training", job_name(evaluation["id"], "evaluate"))
+    kube.put("jobs", "ml-training", {**job, "status": {"succeeded": 1, "conditions": [
+        {"type": "Complete", "status": "True"}]}})
+    api.schedule("reconcile_runs", "ReconcileRuns")
+    assert api.http("GET", f"/api/ml-models/{model['id']}", expect=200)["status"] == "trained"
+    evaluation = api.http("POST", f"/api/ml-models/{model['id']}/evaluations", {"storage_ids": [storage["id"]]},
+                          expect=202)
+    api.http("GET", f"/api/ml-models/{model['id']}/evaluations/{evaluation['id']}", expect=200)
+    api.http("POST", f"/api/ml-models/{model['id']}/evaluations/{evaluation['id']}/cancel", expect=202)
+
     # Online: the API invokes the stage's predictor function (not deployed into moto here: a 502).
     api.http("POST", f"/api/ml-models/{model['id']}/predict", {"instances": [{"temperature": 1.0}]})
     assert api.http("GET", f"/api/ml-models/{model['id']}/predictions/{job_id}", expect=200)["status"] == "succeeded"

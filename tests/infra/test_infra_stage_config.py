@@ -139,14 +139,16 @@ def test_the_api_reads_the_data_bucket_the_data_stores_make(stage):
     bucket_arn = "arn:${AWS::Partition}:s3:::" + env["DATA_BUCKETS"]
     assert by_sid["ListTrainingData"]["Resource"] == [bucket_arn]
     assert by_sid["ReadTrainingData"]["Resource"] == [f"{bucket_arn}/*"]
-    # Never the artifact bucket's data: only runs/ (specs), models/ (manifests), predictions/ (job outputs).
+    # Never the artifact bucket's data: only runs/ (specs), models/ (manifests), predictions/ and evaluations/
+    # (job outputs).
     artifacts = "arn:${AWS::Partition}:s3:::" + env["ARTIFACT_BUCKET"]
     s3_resources = {r for s in policy["Statement"] for r in s["Resource"] if r.startswith(artifacts)}
-    assert s3_resources == {f"{artifacts}/runs/*", f"{artifacts}/models/*", f"{artifacts}/predictions/*", artifacts}
-    # The bucket itself only to list those two prefixes (deleting a model's artifacts and run specs).
+    assert s3_resources == {f"{artifacts}/runs/*", f"{artifacts}/models/*", f"{artifacts}/predictions/*",
+                            f"{artifacts}/evaluations/*", artifacts}
+    # The bucket itself only to list its prefixes (deleting a model's artifacts, run specs and job outputs).
     listing = [s for s in policy["Statement"] if artifacts in s["Resource"]]
     assert [(s["Action"], s["Condition"]) for s in listing] == [
-        (["s3:ListBucket"], {"StringLike": {"s3:prefix": ["models/*", "runs/*"]}})]
+        (["s3:ListBucket"], {"StringLike": {"s3:prefix": ["models/*", "runs/*", "predictions/*", "evaluations/*"]}})]
 
 
 @pytest.mark.parametrize("stage", DEPLOYED)
