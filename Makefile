@@ -52,6 +52,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.bench_fuzz
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_predictions
 	$(PY) -m bench.bench_recommend
 
 ## Only the recommender's quality and sampling-cost benchmark.
