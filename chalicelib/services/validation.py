@@ -235,7 +235,7 @@ def monitoring(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput("monitoring must be an object (or null to turn it off)", field="monitoring")
-    reject_unknown(value, MONITORING_FIELDS, where=" in monitoring")
+    reject_unknown(value, MONITORING_FIELDS, where="monitoring")
     ids = value.get("storage_ids")
     if (not isinstance(ids, list) or not ids or len(ids) > MAX_MONITORED_STORAGE_IDS
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID for i in ids)):

@@ -142,6 +142,10 @@ def test_monitoring_settings_are_checked_and_kept(api, launcher, make_model, sto
         reply = api.post("/api/ml-models", {"project_id": project, "ontology_id": storage["ontology_id"],
                                             "name": "m", "type": "decision_tree", "monitoring": monitoring})
         assert reply.status == 400, (monitoring, reply)
+    reply = api.post("/api/ml-models", {"project_id": project, "ontology_id": storage["ontology_id"], "name": "m",
+                                        "type": "decision_tree", "monitoring": {"storage_ids": [storage["id"]],
+                                                                                "when": "daily"}})
+    assert reply.json["field"] == "monitoring.when", reply
     model = make_model(type="decision_tree", monitoring={"storage_ids": [storage["id"]], "every_minutes": 30})
     assert model["monitoring"] == {"storage_ids": [storage["id"]], "every_minutes": 30, "max_drop": 0.05,
                                    "max_psi": 0.2}

@@ -776,3 +776,308 @@ def test_prediction_routes_who_may(api, issuer, launcher, project, trained, batc
                                  "POST", PREDICTION_CANCEL),
                                 (api.post(predict, {"instances": [{}]}, headers=no_token), "POST", PREDICT)]:
         assert check(reply, method, path, 401)["field"] == "Authorization"
+
+
+# ---- evaluations: the jobs, their callbacks, the verdict, monitoring ------------------------
+
+EVALUATIONS = "/api/ml-models/{model_id}/evaluations"
+EVALUATION = "/api/ml-models/{model_id}/evaluations/{evaluation_id}"
+EVALUATION_CANCEL = EVALUATION + "/cancel"
+EVALUATION_PROGRESS = EVALUATION + "/progress"
+EVALUATION_COMPLETE = EVALUATION + "/complete"
+EVALUATION_FAIL = EVALUATION + "/fail"
+EVALUATION_CREDENTIALS = EVALUATION + "/credentials"
+PREDICTION_CREDENTIALS = PREDICTION + "/credentials"
+# Reports as trainer.evaluate writes them: one within bounds, one where accuracy fell and a top feature drifted.
+CLEAN_REPORT = {"metrics": {"accuracy": 0.89, "f1_score": 0.88, "confusion_matrix": [[40, 5], [6, 49]]},
+                "baseline_metrics": {"accuracy": 0.9, "f1_score": 0.89},
+                "psi": {"temperature": 0.01, "humidity": 0.02}, "prediction_psi": 0.01,
+                "feature_importance": {"temperature": 0.7, "humidity": 0.3}}
+SHIFTED_REPORT = {"metrics": {"accuracy": 0.61, "f1_score": 0.58},
+                  "baseline_metrics": {"accuracy": 0.9, "f1_score": 0.89},
+                  "psi": {"temperature": 1.7, "humidity": None}, "prediction_psi": 0.4,
+                  "feature_importance": {"temperature": 0.7, "humidity": 0.3}}
+
+
+def evaluation_callback(api, job: TrainingJob, kind: str, body: dict | None, token: str | None = None):
+    """An evaluation job's report: its own token, no X-Training-Run-Id (the path names the job)."""
+    headers = {"Authorization": f"Bearer {job.callback_token if token is None else token}"}
+    return api.post(f"/api/ml-models/{job.model_id}/evaluations/{job.run_id}/{kind}", body, headers=headers)
+
+
+def write_report(s3, evaluation: dict, report: dict, **override) -> None:
+    """What an evaluation job writes last: `report.json` naming the evaluation."""
+    bucket, _, prefix = evaluation["output_uri"][5:].partition("/")
+    body = {"format_version": 1, "evaluation_id": evaluation["id"], "model_id": evaluation["model_id"],
+            "version": evaluation["version"], "rows": 100, "labelled_rows": 98, **report, **override}
+    s3.put_object(Bucket=bucket, Key=prefix + "report.json", Body=json.dumps(body).encode())
+
+
+def test_evaluation_routes_and_the_verdict(api, launcher, trained, batch_input, s3):
+    model_id = trained["id"]
+    url = f"/api/ml-models/{model_id}/evaluations"
+    first = check(api.post(url, {"storage_ids": [batch_input["id"]]}), "POST", EVALUATIONS, 202)
+    assert (first["status"], first["version"], first["verdict"]) == ("queued", 1, None)
+    assert first["output_uri"] == f"s3://{ARTIFACTS}/evaluations/{model_id}/{first['id']}/"
+    job = launcher.jobs[-1]
+    second = check(api.post(url, {"storage_ids": [batch_input["id"]], "version": 1}), "POST", EVALUATIONS, 202)
+    second_job = launcher.jobs[-1]
+
+    page = check(api.get(f"{url}?limit=1"), "GET", EVALUATIONS, 200)
+    assert [e["id"] for e in page["evaluations"]] == [second["id"]] and page["next_token"]
+    rest = check(api.get(f"{url}?limit=1&next_token={page['next_token']}"), "GET", EVALUATIONS, 200)
+    assert [e["id"] for e in rest["evaluations"]] == [first["id"]]
+    assert check(api.get(f"{url}/{first['id']}"), "GET", EVALUATION, 200) == first
+
+    progress = evaluation_callback(api, job, "progress", {"rows": 0})
+    assert check(progress, "POST", EVALUATION_PROGRESS, 200) == {"status": "progress recorded"}
+    check(evaluation_callback(api, job, "progress", {"rows": -1}), "POST", EVALUATION_PROGRESS, 400)
+    check(evaluation_callback(api, job, "progress", {"rows": 1}, token="forged"), "POST", EVALUATION_PROGRESS, 401)
+    assert check(api.get(f"{url}/{first['id']}"), "GET", EVALUATION, 200)["status"] == "running"
+
+    missing = check(evaluation_callback(api, job, "complete", {}), "POST", EVALUATION_COMPLETE, 409)
+    assert missing["field"] == "output_uri"
+    write_report(s3, first, SHIFTED_REPORT, evaluation_id="eval-someone-else")
+    check(evaluation_callback(api, job, "complete", {}), "POST", EVALUATION_COMPLETE, 409)
+    check(evaluation_callback(api, job, "complete", {"rows": 100}), "POST", EVALUATION_COMPLETE, 400)
+    check(evaluation_callback(api, job, "complete", None), "POST", EVALUATION_COMPLETE, 400)
+    write_report(s3, first, SHIFTED_REPORT)
+    done = evaluation_callback(api, job, "complete", {})
+    assert check(done, "POST", EVALUATION_COMPLETE, 200) == {"status": "evaluation completed"}
+    assert check(evaluation_callback(api, job, "complete", {}), "POST", EVALUATION_COMPLETE, 200) == done.json
+    late = check(evaluation_callback(api, job, "fail", {"reason": "late"}), "POST", EVALUATION_FAIL, 409)
+    assert late["current_status"] == "succeeded"
+    check(evaluation_callback(api, job, "progress", {"rows": 3}), "POST", EVALUATION_PROGRESS, 409)
+    check(evaluation_callback(api, job, "credentials", {}), "POST", EVALUATION_CREDENTIALS, 409)
+
+    judged = check(api.get(f"{url}/{first['id']}"), "GET", EVALUATION, 200)
+    assert (judged["status"], judged["verdict"], judged["primary_metric"]) == ("succeeded", "degraded", "accuracy")
+    assert judged["drop"] == pytest.approx(0.29) and judged["drifted_features"] == ["temperature"]
+    assert judged["psi"] == {"temperature": 1.7}  # a feature without values is left out
+    assert judged["metrics"] == {"accuracy": 0.61, "f1_score": 0.58}
+    assert [h["status"] for h in judged["status_history"]] == ["queued", "running", "succeeded"]
+    degraded = check(api.get(f"{MODELS}/{model_id}"), "GET", MODEL, 200)
+    assert degraded["status"] == "degraded"
+    assert degraded["metadata"]["degraded_reason"]["evaluation_id"] == first["id"]
+    ended = check(api.post(f"{url}/{first['id']}/cancel"), "POST", EVALUATION_CANCEL, 409)
+    assert ended["current_status"] == "succeeded"
+
+    write_report(s3, second, CLEAN_REPORT)
+    check(evaluation_callback(api, second_job, "complete", {}), "POST", EVALUATION_COMPLETE, 200)
+    passed = check(api.get(f"{url}/{second['id']}"), "GET", EVALUATION, 200)
+    assert (passed["verdict"], passed["reason"], passed["thresholds"]) == (
+        "within_bounds", "", {"max_drop": 0.05, "max_psi": 0.2})
+    assert "confusion_matrix" not in passed["metrics"]
+    back = check(api.get(f"{MODELS}/{model_id}"), "GET", MODEL, 200)
+    assert back["status"] == "trained" and "degraded_reason" not in back["metadata"]
+
+
+def test_evaluation_errors(api, launcher, trained, batch_input, make_model):
+    model_id = trained["id"]
+    url = f"/api/ml-models/{model_id}/evaluations"
+    good = {"storage_ids": [batch_input["id"]]}
+    for body, field in [({}, "storage_ids"), ({"storage_ids": []}, "storage_ids"),
+                        ({"storage_ids": ["storage-nope"]}, "storage_ids"),
+                        ({"storage_ids": [batch_input["id"]] * 21}, "storage_ids"),
+                        ({**good, "version": 0}, "version"), ({**good, "version": "1"}, "version"),
+                        ({**good, "metric": "f1_score"}, "metric")]:
+        refused = check(api.post(url, body), "POST", EVALUATIONS, 400)
+        assert refused["field"] == field, (body, refused)
+    check(api.request("POST", url, raw="{not json"), "POST", EVALUATIONS, 400)
+    check(api.post(url, {"storage_ids": ["x" * (1024 * 1024)]}), "POST", EVALUATIONS, 413)
+    check(api.request("POST", url, raw="a=b", headers={"Content-Type": "text/plain"}), "POST", EVALUATIONS, 415)
+    assert check(api.post(url, {**good, "version": 7}), "POST", EVALUATIONS, 404)["field"] == "version"
+    check(api.post(f"{MODELS}/model-nope/evaluations", good), "POST", EVALUATIONS, 404)
+    untrained = make_model(type="decision_tree")
+    no_version = check(api.post(f"{MODELS}/{untrained['id']}/evaluations", good), "POST", EVALUATIONS, 409)
+    assert (no_version["field"], no_version["current_status"]) == ("version", "draft")
+
+    launcher.refuse_with = UpstreamFailed("kubernetes API refused: 403")
+    check(api.post(url, good), "POST", EVALUATIONS, 502)
+    launcher.refuse_with = ConnectionError("cluster unreachable")
+    unavailable = check(api.post(url, good), "POST", EVALUATIONS, 503)
+    assert unavailable["job_id"].startswith("eval-")
+    failed = check(api.get(f"{url}/{unavailable['job_id']}"), "GET", EVALUATION, 200)
+    assert failed["status"] == "failed" and failed["failure_reason"].startswith("submission failed")
+    assert failed["verdict"] is None
+    launcher.refuse_with = None
+    for _ in range(3):
+        check(api.post(url, good), "POST", EVALUATIONS, 202)
+    refused = check(api.post(url, good), "POST", EVALUATIONS, 429)
+    assert (refused["limit"], refused["active_jobs"]) == (3, 3)
+
+    check(api.get(f"{url}?limit=0"), "GET", EVALUATIONS, 400)
+    check(api.get(f"{url}?next_token=forged"), "GET", EVALUATIONS, 400)
+    check(api.get(f"{MODELS}/model-nope/evaluations"), "GET", EVALUATIONS, 404)
+    assert check(api.get(f"{url}/eval-nope"), "GET", EVALUATION, 404)["field"] == "evaluation_id"
+    other = make_model(type="decision_tree")
+    check(api.get(f"{MODELS}/{other['id']}/evaluations/{failed['id']}"), "GET", EVALUATION, 404)
+    # A prediction job is not an evaluation, though both are jobs of the model.
+    prediction = check(api.post(f"{url.removesuffix('evaluations')}predictions", good), "POST", PREDICTIONS, 202)
+    check(api.get(f"{url}/{prediction['id']}"), "GET", EVALUATION, 404)
+
+
+def test_evaluation_cancel_and_fail(api, launcher, trained, batch_input, s3):
+    url = f"/api/ml-models/{trained['id']}/evaluations"
+    good = {"storage_ids": [batch_input["id"]]}
+    first = check(api.post(url, good), "POST", EVALUATIONS, 202)
+    first_job = launcher.jobs[-1]
+    cancelled = check(api.post(f"{url}/{first['id']}/cancel"), "POST", EVALUATION_CANCEL, 202)
+    assert cancelled["status"] == "cancelled" and launcher.cancels[-1][0] == first_job.name
+    again = check(api.post(f"{url}/{first['id']}/cancel", {}), "POST", EVALUATION_CANCEL, 409)
+    assert again["current_status"] == "cancelled"
+    write_report(s3, first, SHIFTED_REPORT)
+    check(evaluation_callback(api, first_job, "complete", {}), "POST", EVALUATION_COMPLETE, 409)
+    check(evaluation_callback(api, first_job, "progress", {"rows": 1}), "POST", EVALUATION_PROGRESS, 409)
+    # Whatever a cancelled evaluation wrote, it does not judge the model.
+    assert check(api.get(f"{MODELS}/{trained['id']}"), "GET", MODEL, 200)["status"] == "trained"
+
+    second = check(api.post(url, good), "POST", EVALUATIONS, 202)
+    second_job = launcher.jobs[-1]
+    check(api.post(f"{url}/{second['id']}/cancel", {"now": True}), "POST", EVALUATION_CANCEL, 400)
+    check(api.post(f"{url}/eval-nope/cancel"), "POST", EVALUATION_CANCEL, 404)
+    launcher.cancel_refuse_with = ConnectionError("cluster unreachable")
+    stopping = check(api.post(f"{url}/{second['id']}/cancel"), "POST", EVALUATION_CANCEL, 202)
+    assert stopping["status"] == "cancelling"
+    still = check(api.post(f"{url}/{second['id']}/cancel"), "POST", EVALUATION_CANCEL, 409)
+    assert still["current_status"] == "cancelling"
+    check(evaluation_callback(api, second_job, "fail", {"reason": "x"}), "POST", EVALUATION_FAIL, 409)
+
+    third = check(api.post(url, good), "POST", EVALUATIONS, 202)
+    third_job = launcher.jobs[-1]
+    check(evaluation_callback(api, third_job, "fail", {}), "POST", EVALUATION_FAIL, 400)
+    check(evaluation_callback(api, third_job, "fail", {"reason": " "}), "POST", EVALUATION_FAIL, 400)
+    check(evaluation_callback(api, third_job, "fail", {"reason": "x"}, token=second_job.callback_token),
+          "POST", EVALUATION_FAIL, 401)
+    elsewhere = api.post(f"{MODELS}/model-other/evaluations/{third['id']}/fail", {"reason": "x"},
+                         headers={"Authorization": f"Bearer {third_job.callback_token}"})
+    assert check(elsewhere, "POST", EVALUATION_FAIL, 401)["field"] == "Authorization"
+    check(api.post(f"{url}/{third['id']}/fail", {"reason": "x"}), "POST", EVALUATION_FAIL, 401)  # a user's JWT
+    failed = evaluation_callback(api, third_job, "fail", {"reason": "part-1.csv lacks feature(s) humidity"})
+    assert check(failed, "POST", EVALUATION_FAIL, 200) == {"status": "evaluation failed"}
+    assert check(evaluation_callback(api, third_job, "fail", {"reason": "again"}), "POST", EVALUATION_FAIL,
+                 200) == failed.json
+    ended = check(api.get(f"{url}/{third['id']}"), "GET", EVALUATION, 200)
+    assert (ended["status"], ended["failure_reason"], ended["rows"]) == (
+        "failed", "part-1.csv lacks feature(s) humidity", None)
+
+
+def test_evaluation_request_schemas_list_what_the_services_accept(api, launcher, trained, batch_input):
+    """Each request schema's properties are exactly the fields its service accepts (the service's
+    refusal of an unknown field lists them)."""
+    url = f"/api/ml-models/{trained['id']}/evaluations"
+    evaluation = check(api.post(url, {"storage_ids": [batch_input["id"]]}), "POST", EVALUATIONS, 202)
+    job = launcher.jobs[-1]
+    replies = {
+        "CreateEvaluationRequest": api.post(url, {"storage_ids": [batch_input["id"]], "zz": 1}),
+        "CancelEvaluationRequest": api.post(f"{url}/{evaluation['id']}/cancel", {"zz": 1}),
+        "EvaluationProgressRequest": evaluation_callback(api, job, "progress", {"zz": 1}),
+        "EvaluationCompleteRequest": evaluation_callback(api, job, "complete", {"zz": 1}),
+        "EvaluationFailRequest": evaluation_callback(api, job, "fail", {"zz": 1}),
+        "JobCredentialsRequest": evaluation_callback(api, job, "credentials", {"zz": 1}),
+    }
+    for name, reply in replies.items():
+        assert reply.status == 400 and reply.json["field"] == "zz", (name, reply)
+        allowed = reply.json["message"].split("allowed: ", 1)[1]
+        accepted = {f for f in allowed.split(", ") if f}
+        assert set(SPEC["components"]["schemas"][name].get("properties", {})) == accepted, name
+
+
+def test_evaluation_routes_who_may(api, issuer, launcher, project, trained, batch_input):
+    url = f"/api/ml-models/{trained['id']}/evaluations"
+    evaluation = check(api.post(url, {"storage_ids": [batch_input["id"]]}), "POST", EVALUATIONS, 202)
+    viewer = issuer.headers({project: "viewer"})
+    body = {"storage_ids": [batch_input["id"]]}
+    assert check(api.post(url, body, headers=viewer), "POST", EVALUATIONS, 403)["code"] == "forbidden"
+    check(api.post(f"{url}/{evaluation['id']}/cancel", headers=viewer), "POST", EVALUATION_CANCEL, 403)
+    check(api.get(url, headers=viewer), "GET", EVALUATIONS, 200)
+    check(api.get(f"{url}/{evaluation['id']}", headers=viewer), "GET", EVALUATION, 200)
+
+    stranger = issuer.headers({"proj-elsewhere": "editor"})
+    check(api.post(url, body, headers=stranger), "POST", EVALUATIONS, 404)
+    check(api.get(url, headers=stranger), "GET", EVALUATIONS, 404)
+    check(api.get(f"{url}/{evaluation['id']}", headers=stranger), "GET", EVALUATION, 404)
+    check(api.post(f"{url}/{evaluation['id']}/cancel", headers=stranger), "POST", EVALUATION_CANCEL, 404)
+    no_token = {"Authorization": None}
+    for reply, method, path in [(api.get(url, headers=no_token), "GET", EVALUATIONS),
+                                (api.post(url, body, headers=no_token), "POST", EVALUATIONS),
+                                (api.get(f"{url}/{evaluation['id']}", headers=no_token), "GET", EVALUATION),
+                                (api.post(f"{url}/{evaluation['id']}/cancel", headers=no_token),
+                                 "POST", EVALUATION_CANCEL)]:
+        assert check(reply, method, path, 401)["field"] == "Authorization"
+
+
+def monitoring_schema_accepts(body: dict) -> bool:
+    schema = rebase({"$ref": "#/components/schemas/CreateMlModelRequest"})
+    return Draft202012Validator(schema, registry=REGISTRY).is_valid(body)
+
+
+def test_a_monitored_model_and_the_schedule(api, launcher, project, ontology, trained, batch_input):
+    base = {"project_id": project, "ontology_id": ontology["id"], "name": "m", "type": "decision_tree"}
+    settings = {"storage_ids": [batch_input["id"]], "every_minutes": 30, "max_drop": 0.03}
+    monitored = check(api.post(MODELS, {**base, "monitoring": settings}), "POST", MODELS, 201)
+    assert monitored["monitoring"] == {**settings, "max_psi": 0.2} and monitored["next_evaluation_at"]
+    assert check(api.get(f"{MODELS}/{monitored['id']}"), "GET", MODEL, 200) == monitored
+    for off in (None, {}):
+        plain = check(api.post(MODELS, {**base, "monitoring": off}), "POST", MODELS, 201)
+        assert (plain["monitoring"], plain["next_evaluation_at"]) == ({}, None)
+
+    # The schema and the service refuse the same settings.
+    sid = batch_input["id"]
+    for bad in ({"storage_ids": []}, {"storage_ids": [""]}, {"storage_ids": [sid] * 21},
+                {"storage_ids": [sid], "every_minutes": 4}, {"storage_ids": [sid], "every_minutes": 10081},
+                {"storage_ids": [sid], "every_minutes": "60"}, {"storage_ids": [sid], "max_drop": 1.5},
+                {"storage_ids": [sid], "max_psi": -0.1}, {"storage_ids": [sid], "max_psi": 11},
+                {"storage_ids": [sid], "metric": ""}, {"storage_ids": [sid], "metric": "m" * 65},
+                {"storage_ids": [sid], "when": "daily"}, {"every_minutes": 60}, [sid], "hourly"):
+        body = {**base, "monitoring": bad}
+        assert not monitoring_schema_accepts(body), bad
+        check(api.post(MODELS, body), "POST", MODELS, 400)
+    for good in ({"storage_ids": [sid]}, {"storage_ids": [sid, sid], "every_minutes": 5, "max_drop": 0,
+                                          "max_psi": 10, "metric": "f1_score"}, {}, None):
+        assert monitoring_schema_accepts({**base, "monitoring": good}), good
+    # A storage config the schema cannot know about: the service's check.
+    unknown = check(api.post(MODELS, {**base, "monitoring": {"storage_ids": ["storage-nope"]}}), "POST", MODELS, 400)
+    assert unknown["field"] == "storage_ids"
+
+    model_id = trained["id"]
+    on = check(api.put(f"{MODELS}/{model_id}", {"monitoring": {"storage_ids": [sid]}}), "PUT", MODEL, 200)
+    assert on["monitoring"]["every_minutes"] == 60 and on["next_evaluation_at"]
+    check(api.put(f"{MODELS}/{model_id}", {"monitoring": {"storage_ids": [sid], "max_psi": 20}}), "PUT", MODEL, 400)
+    check(api.put(f"{MODELS}/{model_id}", {"next_evaluation_at": None}), "PUT", MODEL, 400)
+
+    # The schedule starts one evaluation of the due, trained model (the untrained one's turn is used up).
+    event = api.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                                resources=["arn:aws:events:us-east-1:123456789012:rule/monitor"])
+    summary = api.client.lambda_.invoke("start_due_evaluations", event).payload
+    assert (summary["evaluations_started"], summary["not_started"]) == (1, 1), summary
+    scheduled = check(api.get(f"{MODELS}/{model_id}/evaluations"), "GET", EVALUATIONS, 200)
+    assert [e["storage_ids"] for e in scheduled["evaluations"]] == [[sid]]
+    moved = check(api.get(f"{MODELS}/{model_id}"), "GET", MODEL, 200)
+    assert moved["next_evaluation_at"] > on["next_evaluation_at"]
+
+    off = check(api.put(f"{MODELS}/{model_id}", {"monitoring": None}), "PUT", MODEL, 200)
+    assert (off["monitoring"], off["next_evaluation_at"]) == ({}, None)
+
+
+def test_job_credentials_routes(api, trained, batch_input):
+    """A prediction or evaluation job's fresh credentials (a graph that issues them), and 409 once it ended."""
+    from fakes.collaborators import FakeCredentialIssuer
+
+    fake = FakeLauncher()
+    install_graph(launcher=fake, credentials=FakeCredentialIssuer())
+    for plural, path in (("predictions", PREDICTION_CREDENTIALS), ("evaluations", EVALUATION_CREDENTIALS)):
+        url = f"/api/ml-models/{trained['id']}/{plural}"
+        job_record = api.post(url, {"storage_ids": [batch_input["id"]]})
+        assert job_record.status == 202, job_record
+        job = fake.jobs[-1]
+        own = f"{url}/{job.run_id}/credentials"
+        headers = {"Authorization": f"Bearer {job.callback_token}"}
+        for body in (None, {}):
+            fresh = check(api.post(own, body, headers=headers), "POST", path, 200)
+            assert fresh["access_key_id"].startswith("ASIA")
+        check(api.post(own, {"duration": 3600}, headers=headers), "POST", path, 400)
+        check(api.post(own, {}, headers={"Authorization": "Bearer forged"}), "POST", path, 401)
+        check(api.post(f"{url}/{job.run_id}/cancel"), "POST", path.removesuffix("credentials") + "cancel", 202)
+        assert check(api.post(own, {}, headers=headers), "POST", path, 409)["current_status"] == "cancelled"
+

@@ -6,7 +6,7 @@ service's own field lists and enums, and every example in the document against i
 
 Security follows `ROUTE_ACCESS` (chalicelib/api/http.py), the rule every route was registered
 with: user routes carry the global `bearerAuth` requirement and document 401 and 503 (and 403
-where their rule can refuse a known caller); the trainer's callbacks (and a prediction job's)
+where their rule can refuse a known caller); the trainer's callbacks (and a prediction or evaluation job's)
 override it with the run's (or job's) token.
 """
 from __future__ import annotations
@@ -185,8 +185,9 @@ def test_callback_routes_use_the_run_token(spec, route_access):
         op = ops.get((path, method))
         if op is None:
             continue  # reported by test_spec_documents_exactly_the_app_routes
-        if "/training/" not in path and "/predictions/{prediction_id}/" not in path:
-            problems.append(f"{method} {path}: a token-authenticated route outside /training/ and a prediction job's")
+        if not any(part in path for part in ("/training/", "/predictions/{prediction_id}/",
+                                             "/evaluations/{evaluation_id}/")):
+            problems.append(f"{method} {path}: a token-authenticated route outside /training/ and a job's")
         if op.get("security") not in ([], [{"runToken": []}]):
             problems.append(f"{method} {path}: must override security with [] or [runToken], has {op.get('security')}")
         if op.get("security") and response_ref(op, "401") != "#/components/responses/RunTokenUnauthorized":
@@ -337,6 +338,31 @@ def test_prediction_enums_and_limits_match_the_code(spec):
     assert schemas["PredictionFailRequest"]["properties"]["reason"]["maxLength"] == model_jobs.MAX_REASON
     limit = spec["components"]["responses"]["TooManyPredictionJobs"]["content"]["application/json"]["example"]
     assert limit["limit"] == model_jobs.MAX_ACTIVE_PER_MODEL
+
+
+def test_evaluation_and_monitoring_enums_and_limits_match_the_code(spec):
+    from chalicelib.services import evaluations, model_jobs
+    from chalicelib.services import validation as v
+
+    schemas = spec["components"]["schemas"]
+    assert schemas["EvaluationStatus"]["enum"] == list(model_jobs.STATUSES)
+    assert schemas["EvaluationVerdict"]["enum"] == list(evaluations.VERDICTS)
+    assert set(schemas["EvaluationCallbackStatus"]["properties"]["status"]["enum"]) == {
+        "evaluation completed", "evaluation failed", "progress recorded"}
+    assert schema_properties(spec, "CreateEvaluationRequest") == set(evaluations.EvaluationService.REQUEST_FIELDS)
+    assert set(schemas["EvaluationCompleteRequest"].get("properties", {})) == set(
+        evaluations.EvaluationService.COMPLETE_FIELDS)
+    assert schemas["CreateEvaluationRequest"]["properties"]["storage_ids"]["maxItems"] == model_jobs.MAX_STORAGE_IDS
+    assert schemas["EvaluationFailRequest"]["properties"]["reason"]["maxLength"] == model_jobs.MAX_REASON
+    limit = spec["components"]["responses"]["TooManyEvaluationJobs"]["content"]["application/json"]["example"]
+    assert limit["limit"] == model_jobs.MAX_ACTIVE_PER_MODEL
+
+    monitoring = schemas["Monitoring"]["properties"]
+    assert set(monitoring) == set(v.MONITORING_FIELDS)
+    assert monitoring["storage_ids"]["maxItems"] == v.MAX_MONITORED_STORAGE_IDS
+    every = monitoring["every_minutes"]
+    assert (every["minimum"], every["maximum"]) == (v.MIN_EVERY_MINUTES, v.MAX_EVERY_MINUTES)
+    assert {k: monitoring[k]["default"] for k in v.MONITORING_DEFAULTS} == v.MONITORING_DEFAULTS
 
 
 @pytest.mark.parametrize(
