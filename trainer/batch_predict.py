@@ -195,10 +195,12 @@ def _already_committed(spec, document: dict) -> Outcome:
     return Outcome(spec.output_uri, int(document.get("rows") or 0), int(document.get("error_rows") or 0))
 
 
-def _report_fail_on_sigterm(reporter: PredictionReporter, gate: CommitGate, scratch: Path) -> None:
+def _report_fail_on_sigterm(reporter: PredictionReporter, gate: CommitGate, scratch: Path,
+                            what: str = "the prediction job") -> None:
     """SIGTERM is blocked in every thread and waited for in one (as `trainer.main` does for training): it
-    shuts the commit gate, reports the failure and exits 143, even while the main thread is in C code."""
-    reason = f"{CANCELLED_REASON} (the prediction job was cancelled, or its pod deleted, evicted or timed out)"
+    shuts the commit gate, reports the failure and exits 143, even while the main thread is in C code.
+    Shared by the jobs that use a trained version (`what` names the job in the reason)."""
+    reason = f"{CANCELLED_REASON} ({what} was cancelled, or its pod deleted, evicted or timed out)"
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the handler runs between bytecodes of the main thread
         def stop(signum, frame):
             raise TrainingFailed(reason)

@@ -14,13 +14,9 @@ monitoring") describes the contract.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +25,7 @@ from trainer.callback import Reporter
 from trainer.config import partial_identity
 from trainer.errors import RunEnded, TrainingFailed
 from trainer.logs import configure, get_logger
-from trainer.main import CANCELLED_REASON, EXIT_BAD_ENVIRONMENT, EXIT_FAILED, EXIT_SIGTERM, SIGTERM_REPORT_ATTEMPTS
+from trainer.main import EXIT_BAD_ENVIRONMENT, EXIT_FAILED
 from trainer.predict_callback import PredictionCallbackClient, RowProgress
 from trainer.predict_spec import PredictionSettings
 
@@ -192,29 +188,10 @@ def _already_written(spec, document: dict) -> Outcome:
 
 
 def _report_fail_on_sigterm(reporter: EvaluationReporter, gate: CommitGate, scratch: Path) -> None:
-    """SIGTERM is blocked in every thread and waited for in one (as for training and batch prediction): it
-    shuts the commit gate, reports the failure and exits 143, even while the main thread is in C code."""
-    reason = f"{CANCELLED_REASON} (the evaluation was cancelled, or its pod deleted, evicted or timed out)"
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the handler runs between bytecodes of the main thread
-        def stop(signum, frame):
-            raise TrainingFailed(reason)
+    """As for batch prediction: SIGTERM shuts the gate, reports the failure and exits 143."""
+    from trainer.batch_predict import _report_fail_on_sigterm as report_fail_on_sigterm
 
-        signal.signal(signal.SIGTERM, stop)
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-    def wait() -> None:
-        signal.sigwait({signal.SIGTERM})
-        log.error("SIGTERM received; writing nothing, reporting failure")
-        gate.shut()
-        reporter.fail(reason, attempts=SIGTERM_REPORT_ATTEMPTS)
-        shutil.rmtree(scratch, ignore_errors=True)
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(0 if reporter.outcome == "completed" else EXIT_SIGTERM)
-
-    threading.Thread(target=wait, name="sigterm", daemon=True).start()
-
+    report_fail_on_sigterm(reporter, gate, scratch, what="the evaluation")
 
 if __name__ == "__main__":
     sys.exit(main())
