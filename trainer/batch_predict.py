@@ -17,9 +17,10 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainer.config import partial_identity
 from trainer.errors import RunEnded, TrainingFailed
@@ -53,42 +54,70 @@ class CommitGate:
         self._lock.acquire()  # never released: the process exits
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class JobKind:
+    """What tells one job that uses a trained version from another, for `job_main`."""
+
+    noun: str  # in log lines and reasons: "batch prediction", "evaluation"
+    what: str  # in the SIGTERM reason: "the prediction job"
+    scratch_prefix: str
+    client: type  # its callback client (PredictionCallbackClient or a subclass)
+    reporter: type  # its final-report guard (PredictionReporter or a subclass)
+    run: Callable[[PredictionSettings, RowProgress, CommitGate, Path], Any]
+    complete: Callable[[Any, Any], bool]  # (reporter, outcome): the complete report accepted
+    done: Callable[[Any], tuple[str, dict]]  # outcome: (what it committed, for a reason; log fields)
+    log: logging.Logger
+
+
+def job_main(kind: JobKind) -> int:
+    """A job's whole life: environment, SIGTERM handling, `kind.run`, then exactly one final report (complete,
+    or fail with a reason; a traceback only in the log) and its exit code."""
     configure(partial_identity())
     try:
         settings = PredictionSettings.from_env()
     except TrainingFailed as exc:
-        log.error("cannot start", extra={"reason": exc.reason})
+        kind.log.error("cannot start", extra={"reason": exc.reason})
         return EXIT_BAD_ENVIRONMENT
     base = settings.base
-    client = PredictionCallbackClient(base.callback_url, base.model_id, base.run_id, base.callback_token,
-                                      attempts=base.callback_retries, backoff=base.callback_backoff,
-                                      timeout=base.callback_timeout)
-    reporter = PredictionReporter(client)
+    client = kind.client(base.callback_url, base.model_id, base.run_id, base.callback_token,
+                         attempts=base.callback_retries, backoff=base.callback_backoff,
+                         timeout=base.callback_timeout)
+    reporter = kind.reporter(client)
     gate = CommitGate()
-    scratch = Path(tempfile.mkdtemp(prefix="batch-predict-"))
-    _report_fail_on_sigterm(reporter, gate, scratch)
+    scratch = Path(tempfile.mkdtemp(prefix=kind.scratch_prefix))
+    _report_fail_on_sigterm(reporter, gate, scratch, what=kind.what)
     try:
-        outcome = run(settings, RowProgress(client, base.progress_interval), gate, scratch)
+        outcome = kind.run(settings, RowProgress(client, base.progress_interval), gate, scratch)
     except RunEnded as exc:  # cancelled or ended by the control plane: it refuses any report
-        log.warning("prediction job ended by the control plane; stopping", extra={"reason": exc.reason})
+        kind.log.warning(f"{kind.noun} ended by the control plane; stopping without writing or reporting anything",
+                         extra={"reason": exc.reason})
         return EXIT_FAILED
     except TrainingFailed as exc:
         reason = exc.reason
-        log.error("batch prediction failed", extra={"reason": reason})
+        kind.log.error(f"{kind.noun} failed", extra={"reason": reason})
     except Exception as exc:  # a bug or an unexpected environment: still report it, without the traceback
-        reason = f"internal error in the batch prediction job ({type(exc).__name__}); its log has the details"
-        log.exception("batch prediction crashed")
+        reason = f"internal error in the {kind.noun} job ({type(exc).__name__}); its log has the details"
+        kind.log.exception(f"{kind.noun} crashed")
     else:
-        if reporter.complete(outcome.rows, outcome.error_rows):
-            log.info("batch prediction completed", extra={"output": outcome.output_uri, "rows": outcome.rows,
-                                                          "error_rows": outcome.error_rows})
+        committed, fields = kind.done(outcome)
+        if kind.complete(reporter, outcome):
+            kind.log.info(f"{kind.noun} completed", extra=fields)
             return 0
-        reason = f"the output {outcome.output_uri} was committed but the complete callback was not accepted"
+        reason = f"{committed} but the complete callback was not accepted"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     reporter.fail(reason)
     return EXIT_FAILED
+
+
+def main() -> int:
+    return job_main(JobKind(
+        noun="batch prediction", what="the prediction job", scratch_prefix="batch-predict-",
+        client=PredictionCallbackClient, reporter=PredictionReporter, run=run,
+        complete=lambda reporter, outcome: reporter.complete(outcome.rows, outcome.error_rows),
+        done=lambda outcome: (f"the output {outcome.output_uri} was committed",
+                              {"output": outcome.output_uri, "rows": outcome.rows, "error_rows": outcome.error_rows}),
+        log=log))
 
 
 def run(settings: PredictionSettings, progress: RowProgress, gate: CommitGate, scratch: Path) -> Outcome:

@@ -14,18 +14,14 @@ monitoring") describes the contract.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.batch_predict import CommitGate
+from trainer.batch_predict import CommitGate, JobKind, job_main
 from trainer.callback import Reporter
-from trainer.config import partial_identity
-from trainer.errors import RunEnded, TrainingFailed
-from trainer.logs import configure, get_logger
-from trainer.main import EXIT_BAD_ENVIRONMENT, EXIT_FAILED
+from trainer.errors import TrainingFailed
+from trainer.logs import get_logger
 from trainer.predict_callback import PredictionCallbackClient, RowProgress
 from trainer.predict_spec import PredictionSettings
 
@@ -56,41 +52,14 @@ class EvaluationReporter(Reporter):
 
 
 def main() -> int:
-    configure(partial_identity())
-    try:
-        settings = PredictionSettings.from_env()
-    except TrainingFailed as exc:
-        log.error("cannot start", extra={"reason": exc.reason})
-        return EXIT_BAD_ENVIRONMENT
-    base = settings.base
-    client = EvaluationCallbackClient(base.callback_url, base.model_id, base.run_id, base.callback_token,
-                                      attempts=base.callback_retries, backoff=base.callback_backoff,
-                                      timeout=base.callback_timeout)
-    reporter = EvaluationReporter(client)
-    gate = CommitGate()
-    scratch = Path(tempfile.mkdtemp(prefix="evaluate-"))
-    _report_fail_on_sigterm(reporter, gate, scratch)
-    try:
-        outcome = run(settings, RowProgress(client, base.progress_interval), gate, scratch)
-    except RunEnded:  # cancelled or ended by the control plane: it refuses any report
-        log.warning("evaluation ended by the control plane; stopping without writing or reporting anything")
-        return EXIT_FAILED
-    except TrainingFailed as exc:
-        reason = exc.reason
-        log.error("evaluation failed", extra={"reason": reason})
-    except Exception as exc:  # a bug or an unexpected environment: still report it, without the traceback
-        reason = f"internal error in the evaluation job ({type(exc).__name__}); its log has the details"
-        log.exception("evaluation crashed")
-    else:
-        if reporter.complete():
-            log.info("evaluation completed", extra={"report": outcome.report_uri, "rows": outcome.rows,
-                                                    "labelled_rows": outcome.labelled_rows})
-            return 0
-        reason = f"the report {outcome.report_uri} was written but the complete callback was not accepted"
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    reporter.fail(reason)
-    return EXIT_FAILED
+    return job_main(JobKind(
+        noun="evaluation", what="the evaluation", scratch_prefix="evaluate-",
+        client=EvaluationCallbackClient, reporter=EvaluationReporter, run=run,
+        complete=lambda reporter, outcome: reporter.complete(),
+        done=lambda outcome: (f"the report {outcome.report_uri} was written",
+                              {"report": outcome.report_uri, "rows": outcome.rows,
+                               "labelled_rows": outcome.labelled_rows}),
+        log=log))
 
 
 def run(settings: PredictionSettings, progress: RowProgress, gate: CommitGate, scratch: Path) -> Outcome:
@@ -186,12 +155,6 @@ def _already_written(spec, document: dict) -> Outcome:
     log.warning("the report was already written by an earlier attempt; reporting it", extra={"report": spec.report_uri})
     return Outcome(spec.report_uri, int(document.get("rows") or 0), int(document.get("labelled_rows") or 0))
 
-
-def _report_fail_on_sigterm(reporter: EvaluationReporter, gate: CommitGate, scratch: Path) -> None:
-    """As for batch prediction: SIGTERM shuts the gate, reports the failure and exits 143."""
-    from trainer.batch_predict import _report_fail_on_sigterm as report_fail_on_sigterm
-
-    report_fail_on_sigterm(reporter, gate, scratch, what="the evaluation")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,13 +7,10 @@ this module loads nothing heavy (numpy's thread pools must start only after SIGT
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from trainer import contract as c
 from trainer.config import Settings
-from trainer.errors import TrainingFailed
-from trainer.predict_spec import InputLocation, _inputs, _output_location, _s3_uri
+from trainer.predict_spec import InputLocation, _inputs, _output_location, _s3_uri, job_spec
 
 KIND = "evaluation"
 REPORT = "report.json"
@@ -45,24 +42,7 @@ class EvaluationSpec:
 
 def parse_evaluation_spec(text: str | bytes, settings: Settings) -> EvaluationSpec:
     """The spec, checked against the job's identity and its artifact bucket (TrainingFailed naming the fault)."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise TrainingFailed(f"evaluation spec is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise TrainingFailed("evaluation spec must be a JSON object")
-    unknown = sorted(set(raw) - SPEC_KEYS)
-    if unknown:
-        raise TrainingFailed(f"evaluation spec has unknown key(s): {', '.join(unknown)}")
-    if raw.get("kind") != KIND:
-        raise TrainingFailed(f"spec kind must be {KIND!r}, got {raw.get('kind')!r}")
-    for key, expected, variable in (("evaluation_id", settings.run_id, c.RUN_ID),
-                                    ("model_id", settings.model_id, c.MODEL_ID)):
-        if raw.get(key) != expected:
-            raise TrainingFailed(f"spec {key} {raw.get(key)!r} does not match {variable} {expected!r}")
-    version = raw.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise TrainingFailed(f"spec version must be a positive integer, got {version!r}")
+    raw, version = job_spec(text, settings, KIND, SPEC_KEYS)
     bucket, prefix = _output_location(raw.get("output_uri"), settings.artifact_bucket)
     return EvaluationSpec(
         evaluation_id=raw["evaluation_id"], model_id=raw["model_id"], version=version,

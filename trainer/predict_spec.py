@@ -71,26 +71,33 @@ class PredictionSpec:
         return f"s3://{self.output_bucket}/{self.output_prefix}"
 
 
-def parse_prediction_spec(text: str | bytes, settings: Settings) -> PredictionSpec:
-    """The spec, checked against the job's identity and its artifact bucket (TrainingFailed naming the fault)."""
+def job_spec(text: str | bytes, settings: Settings, kind: str, keys: frozenset[str] | set[str]) -> tuple[dict, int]:
+    """What every job's spec must be (batch prediction, evaluation): a JSON object of known `keys`, of this
+    `kind`, naming this job (`<kind>_id`) and model, and a positive version; (the object, its version)."""
     try:
         raw = json.loads(text)
     except ValueError as exc:
-        raise TrainingFailed(f"prediction spec is not valid JSON: {exc}") from None
+        raise TrainingFailed(f"{kind} spec is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise TrainingFailed("prediction spec must be a JSON object")
-    unknown = sorted(set(raw) - SPEC_KEYS)
+        raise TrainingFailed(f"{kind} spec must be a JSON object")
+    unknown = sorted(set(raw) - set(keys))
     if unknown:
-        raise TrainingFailed(f"prediction spec has unknown key(s): {', '.join(unknown)}")
-    if raw.get("kind") != KIND:
-        raise TrainingFailed(f"spec kind must be {KIND!r}, got {raw.get('kind')!r}")
-    for key, expected, variable in (("prediction_id", settings.run_id, c.RUN_ID),
+        raise TrainingFailed(f"{kind} spec has unknown key(s): {', '.join(unknown)}")
+    if raw.get("kind") != kind:
+        raise TrainingFailed(f"spec kind must be {kind!r}, got {raw.get('kind')!r}")
+    for key, expected, variable in ((f"{kind}_id", settings.run_id, c.RUN_ID),
                                     ("model_id", settings.model_id, c.MODEL_ID)):
         if raw.get(key) != expected:
             raise TrainingFailed(f"spec {key} {raw.get(key)!r} does not match {variable} {expected!r}")
     version = raw.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise TrainingFailed(f"spec version must be a positive integer, got {version!r}")
+    return raw, version
+
+
+def parse_prediction_spec(text: str | bytes, settings: Settings) -> PredictionSpec:
+    """The spec, checked against the job's identity and its artifact bucket (TrainingFailed naming the fault)."""
+    raw, version = job_spec(text, settings, KIND, SPEC_KEYS)
     artifact_uri = _s3_uri(raw.get("artifact_uri"), "artifact_uri")
     output_format = raw.get("output_format")
     if output_format not in OUTPUT_FORMATS:
