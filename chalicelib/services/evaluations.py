@@ -77,7 +77,7 @@ def verdict(report: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     settings = {**v.MONITORING_DEFAULTS, **settings}
     metrics = _numbers(report.get("metrics"), MAX_METRICS)
     baseline = _numbers(report.get("baseline_metrics"), MAX_METRICS)
-    psi = {k: round(x, 6) for k, x in list(_numbers(report.get("psi"), MAX_REPORTED_FEATURES).items())}
+    psi = {k: round(x, 6) for k, x in _numbers(report.get("psi"), MAX_REPORTED_FEATURES).items()}
     metric = primary_metric(settings, baseline)
     drop = None
     if metric and metric in metrics and metric in baseline:

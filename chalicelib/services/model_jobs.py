@@ -105,12 +105,14 @@ class ModelJobService:
 
     COMPLETE_FIELDS: tuple[str, ...] = ()
 
-    def check_request(self, body: dict[str, Any]) -> None:
-        """Refuse a request whose kind-specific fields are wrong (before anything is read)."""
-
-    def parameters(self, body: dict[str, Any], storage: list[StorageConfig]) -> dict[str, Any]:
-        """The kind's settings kept on the job (records.ModelJob.parameters)."""
+    def check_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The kind-specific fields of a request, checked (before anything is read)."""
         return {}
+
+    def parameters(self, request: dict[str, Any], storage: list[StorageConfig]) -> dict[str, Any]:
+        """The kind's settings kept on the job (records.ModelJob.parameters), from `check_request`'s answer
+        and the storage the job reads."""
+        return request
 
     def spec_fields(self, job: ModelJob) -> dict[str, Any]:
         """What the kind's spec holds beyond the job, version, artifact, inputs and output."""
@@ -133,11 +135,11 @@ class ModelJobService:
         v.reject_unknown(body, self.REQUEST_FIELDS)
         storage_ids = _storage_ids(body.get("storage_ids"))
         version = version_number(body.get("version"))
-        self.check_request(body)
+        request = self.check_request(body)
         model = self.models.get(model_id)
         artifact, version = version_artifact(self.runs, model, version)
         storage = self.storage_configs.resolve(model.project_id, storage_ids)
-        parameters = self.parameters(body, storage)
+        parameters = self.parameters(request, storage)
         self._check_capacity(model)
 
         job_id = self.ids(self.ID_PREFIX)
@@ -156,9 +158,8 @@ class ModelJobService:
             name = self._launch(model, job, storage, token, self.callback_base_url or request_base_url)
         except Exception as exc:
             reason = exc.message if isinstance(exc, DomainError) else f"the {self.KIND} job could not be submitted"
-            log.warning("job_submission_failed", extra={"model_id": model.id, "job_id": job_id,
-                                                               "reason": reason, "error": type(exc).__name__},
-                        exc_info=exc)
+            log.warning("job_submission_failed", extra={"model_id": model.id, "job_id": job_id, "reason": reason,
+                                                        "error": type(exc).__name__}, exc_info=exc)
             self._end(job_id, "failed", f"submission failed: {reason}")
             if isinstance(exc, DomainError):
                 raise
@@ -239,7 +240,7 @@ class ModelJobService:
         self._require_live(job)
         note = "the job reported progress"
         self._change(job_id, "running", note, allowed=("queued", "running"),
-                               change=lambda j: j.but(result={**j.result, "rows_done": rows}))
+                     change=lambda j: j.but(result={**j.result, "rows_done": rows}))
         return {"status": "progress recorded"}
 
     def complete(self, model_id: str, job_id: str, authorization: str | None, body: Any) -> dict[str, Any]:
@@ -403,17 +404,18 @@ class ModelJobService:
 
     def _succeed(self, job: ModelJob, done: dict[str, Any]) -> None:
         result = self.result_of(job, done)
-        self._end(job.id, "succeeded", "the job wrote its output", change=lambda j: j.but(result=result))
-        self.after_success(self.jobs.get(job.id))
+        self.after_success(self._end(job.id, "succeeded", "the job wrote its output",
+                                     change=lambda j: j.but(result=result)))
 
-    def _end(self, job_id: str, status: str, note: str, change: Callable[[ModelJob], ModelJob] | None = None) -> None:
+    def _end(self, job_id: str, status: str, note: str,
+             change: Callable[[ModelJob], ModelJob] | None = None) -> ModelJob:
         allowed = ("cancelling",) if status == "cancelled" else ("queued", "running")
 
         def apply(job: ModelJob) -> ModelJob:
             job = change(job) if change else job
             return job.but(failure_reason=note[:MAX_REASON]) if status == "failed" else job
 
-        self._change(job_id, status, note, allowed=allowed, change=apply)
+        return self._change(job_id, status, note, allowed=allowed, change=apply)
 
     def _change(self, job_id: str, status: str, note: str, *, allowed: tuple[str, ...],
                 change: Callable[[ModelJob], ModelJob] | None = None) -> ModelJob:

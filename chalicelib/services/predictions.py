@@ -34,16 +34,16 @@ class PredictionService(ModelJobService):
     REQUEST_FIELDS = ("storage_ids", "version", "passthrough_columns", "output_format")
     COMPLETE_FIELDS = ("rows", "error_rows")
 
-    def check_request(self, body: dict[str, Any]) -> None:
-        _passthrough(body.get("passthrough_columns"))
-        v.choice(body, "output_format", OUTPUT_FORMATS)
+    def check_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"passthrough_columns": _passthrough(body.get("passthrough_columns")),
+                "output_format": v.choice(body, "output_format", OUTPUT_FORMATS)}
 
-    def parameters(self, body: dict[str, Any], storage: list[StorageConfig]) -> dict[str, Any]:
-        output_format = v.choice(body, "output_format", OUTPUT_FORMATS)
+    def parameters(self, request: dict[str, Any], storage: list[StorageConfig]) -> dict[str, Any]:
+        output_format = request["output_format"]
         if output_format is None:  # the input's, when all inputs share one the job writes
             formats = {s.format for s in storage}
             output_format = formats.pop() if len(formats) == 1 and formats <= set(OUTPUT_FORMATS) else "csv"
-        return {"passthrough_columns": _passthrough(body.get("passthrough_columns")), "output_format": output_format}
+        return {**request, "output_format": output_format}
 
     def spec_fields(self, job: ModelJob) -> dict[str, Any]:
         return {"passthrough_columns": job.parameters["passthrough_columns"],
