@@ -50,6 +50,9 @@ class Settings:
     # plus a grace period for the trainer's own fail report to arrive.
     training_deadline_seconds: int = 6 * 3600
     training_grace_seconds: int = 600
+    # A tuned run (training_config.tuning) is bounded by its search budget plus this margin (data loading,
+    # the final fit on the whole training split, test metrics, saving): its Job's deadline.
+    tuning_margin_seconds: int = 900
     # The reconciler (services/reconciler.py): a run whose pod cannot start (ImagePullBackOff,
     # Unschedulable, ...) this long after acceptance is failed; one still queued with no job this long
     # after acceptance was never submitted. Each sweep settles at most `reconcile_max_runs` runs and
@@ -119,6 +122,7 @@ class Settings:
             trainer_service_account=env.get("TRAINER_SERVICE_ACCOUNT", defaults.trainer_service_account),
             trainer_gpu=env.get("TRAINER_GPU", "false").lower() in ("1", "true", "yes"),
             training_deadline_seconds=int(env.get("TRAINING_DEADLINE_SECONDS", defaults.training_deadline_seconds)),
+            tuning_margin_seconds=int(env.get("TUNING_MARGIN_SECONDS", defaults.tuning_margin_seconds)),
             training_start_deadline_seconds=int(env.get("TRAINING_START_DEADLINE_SECONDS",
                                                         defaults.training_start_deadline_seconds)),
             training_submission_grace_seconds=int(env.get("TRAINING_SUBMISSION_GRACE_SECONDS",

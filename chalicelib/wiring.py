@@ -79,6 +79,7 @@ class Services:
             endpoint_url=settings.aws_endpoint_url, credentials=self.credentials,
             notifier=self.notifier, metrics=self.metrics,
             deadline_seconds=settings.training_deadline_seconds + settings.training_grace_seconds,
+            grace_seconds=settings.training_grace_seconds, tuning_margin_seconds=settings.tuning_margin_seconds,
             max_concurrent_runs=settings.max_concurrent_runs_per_project,
             clock=self.clock, ids=self.ids,
         )

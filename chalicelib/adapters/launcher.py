@@ -36,10 +36,15 @@ class TrainingJob:
     # Only the contract's secret names and TRAINER_CREDENTIALS_EXPIRATION.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     kind: str = "train"
+    # The job's own bound on its wall time, below the launcher's (a tuned run: its search budget plus a
+    # fixed margin); None: the launcher's deadline (the Job's activeDeadlineSeconds).
+    deadline_seconds: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ENTRY_POINTS:
             raise ValueError(f"TrainingJob.kind must be one of {sorted(ENTRY_POINTS)}, not {self.kind!r}")
+        if self.deadline_seconds is not None and self.deadline_seconds <= 0:
+            raise ValueError("TrainingJob.deadline_seconds must be positive")
         contract.check_names(self.environment, self.secrets)
 
     @property

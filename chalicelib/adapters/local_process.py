@@ -35,7 +35,8 @@ DEFAULT_LOG_DIR = ROOT / ".local" / "runs"
 
 class LocalProcessLauncher:
     def __init__(self, max_concurrent: int = 2, python: str = sys.executable, log_dir: str | None = None,
-                 workdir: Path = ROOT, base_environment: Mapping[str, str] | None = None) -> None:
+                 workdir: Path = ROOT, base_environment: Mapping[str, str] | None = None,
+                 deadline_grace_seconds: float = 30.0) -> None:
         self.slots = threading.BoundedSemaphore(max_concurrent)
         self.python = python
         self.workdir = workdir
@@ -46,6 +47,9 @@ class LocalProcessLauncher:
         # The live trainer process of each job, and the jobs asked to stop (`cancel`).
         self.processes: dict[str, subprocess.Popen] = {}
         self.cancelled: set[str] = set()
+        # The jobs stopped for running past their own deadline (`TrainingJob.deadline_seconds`).
+        self.past_deadline: set[str] = set()
+        self.deadline_grace_seconds = deadline_grace_seconds
         # How each finished trainer exited (`inspect`, for the reconciler).
         self.exit_codes: dict[str, int] = {}
         self.exit_reasons: dict[str, str] = {}
@@ -70,12 +74,15 @@ class LocalProcessLauncher:
             ids = {"model_id": job.model_id, "run_id": job.run_id}
             with open(log_path, "wb") as out:
                 try:
-                    code = self._call(name, job.entry_point, env, out)
+                    code = self._call(name, job.entry_point, env, out, job.deadline_seconds)
                 except OSError:
                     log.exception("trainer_not_started", extra={**ids, "python": self.python})
                     code, reason = -1, "the trainer could not be started"
                 else:
                     reason = f"the trainer process exited with code {code} without reporting a result"
+                    if name in self.past_deadline:
+                        reason = (f"DeadlineExceeded: the trainer ran past its deadline of {job.deadline_seconds} s "
+                                  "and was stopped")
             log.info("trainer_exited", extra={**ids, "code": code, "log": str(log_path)})
             with self._lock:
                 self.exit_codes[name] = code
@@ -83,8 +90,10 @@ class LocalProcessLauncher:
             # Nothing is posted: as on EKS, the reconciler reads this exit (inspect) and settles the run
             # (0: the trainer's complete report was accepted; otherwise failed with `reason`).
 
-    def _call(self, name: str, module: str, env: Mapping[str, str], out: Any) -> int:
-        """Run the trainer to its end (a job cancelled before its turn never starts)."""
+    def _call(self, name: str, module: str, env: Mapping[str, str], out: Any, deadline: int | None = None) -> int:
+        """Run the trainer to its end (a job cancelled before its turn never starts). One still running
+        `deadline` seconds after it started is stopped as Kubernetes stops a Job past its
+        activeDeadlineSeconds: SIGTERM, then SIGKILL after the grace period."""
         with self._lock:
             if name in self.cancelled:
                 return -1
@@ -92,7 +101,18 @@ class LocalProcessLauncher:
                                        stderr=subprocess.STDOUT)
             self.processes[name] = process
         try:
-            return process.wait()
+            try:
+                return process.wait(timeout=deadline)
+            except subprocess.TimeoutExpired:
+                with self._lock:
+                    self.past_deadline.add(name)
+                log.warning("trainer_past_deadline", extra={"job": name, "deadline_seconds": deadline})
+                process.terminate()
+                try:
+                    return process.wait(timeout=self.deadline_grace_seconds)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    return process.wait()
         finally:
             with self._lock:
                 self.processes.pop(name, None)

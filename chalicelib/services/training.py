@@ -117,6 +117,31 @@ def counts_rejections(action: str) -> Callable:
     return decorate
 
 
+# A search trial's report (`progress` with `tuning`): every key optional, each checked.
+TUNING_PROGRESS_INTEGERS = ("trial", "trials_done", "max_trials", "budget_seconds")
+TUNING_PROGRESS_NUMBERS = ("score", "best_score", "elapsed_seconds")
+TUNING_TRIAL_STATES = ("complete", "pruned", "failed")
+
+
+def tuning_progress(value: Any) -> dict[str, Any]:
+    body = v.require_object(value, "tuning")
+    v.reject_unknown(body, (*TUNING_PROGRESS_INTEGERS, *TUNING_PROGRESS_NUMBERS, "state", "metric"), "tuning")
+    for key in TUNING_PROGRESS_INTEGERS:
+        item = body.get(key)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
+            raise InvalidInput(f"tuning.{key} must be a non-negative integer", field=f"tuning.{key}")
+    for key in TUNING_PROGRESS_NUMBERS:
+        item = body.get(key)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))
+                                 or not math.isfinite(item)):
+            raise InvalidInput(f"tuning.{key} must be a finite number or null", field=f"tuning.{key}")
+    if body.get("state") is not None and body["state"] not in TUNING_TRIAL_STATES:
+        raise InvalidInput(f"tuning.state must be one of {', '.join(TUNING_TRIAL_STATES)}", field="tuning.state")
+    if body.get("metric") is not None and (not isinstance(body["metric"], str) or len(body["metric"]) > 64):
+        raise InvalidInput("tuning.metric must be a metric name", field="tuning.metric")
+    return dict(body)
+
+
 class TrainingService:
     def __init__(self, models: ModelRepository, ontologies: OntologyRepository, runs: TrainingRunRepository,
                  storage_configs: StorageConfigService, launcher: JobLauncher, documents: Any,
@@ -124,7 +149,8 @@ class TrainingService:
                  artifact_bucket: str,
                  artifact_prefix: str, region: str, endpoint_url: str | None = None, credentials: Any = None,
                  notifier: Any = None, metrics: RunMetrics | None = None,
-                 deadline_seconds: int = 6 * 3600 + 600, max_concurrent_runs: int = 5,
+                 deadline_seconds: int = 6 * 3600 + 600, grace_seconds: int = 600,
+                 tuning_margin_seconds: int = 900, max_concurrent_runs: int = 5,
                  cancel_grace_seconds: int = 30,
                  clock: Clock = utc_now, ids: IdFactory = new_id) -> None:
         self.models = models
@@ -145,7 +171,12 @@ class TrainingService:
         self.endpoint_url = endpoint_url
         # Issues per-run AWS credentials (adapters/sts.py); None: the trainer uses its own role.
         self.credentials = credentials
+        # A run that has not reported this long after acceptance is failed: the Job's own deadline plus
+        # `grace_seconds` for the trainer's fail report to arrive.
         self.deadline_seconds = deadline_seconds
+        self.grace_seconds = grace_seconds
+        # A tuned run's Job may run its search budget plus this margin (loading, the final fit, saving).
+        self.tuning_margin_seconds = tuning_margin_seconds
         self.max_concurrent_runs = max_concurrent_runs
         # SIGTERM to SIGKILL for a cancelled trainer (as the EKS pod's terminationGracePeriodSeconds).
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -213,6 +244,7 @@ class TrainingService:
         job_secrets = self._issue_credentials(run).environment() if self.credentials is not None else {}
         job = TrainingJob(run_id=run.run_id, model_id=model.id, project_id=model.project_id,
                           model_type=model.type, callback_token=token, secrets=job_secrets,
+                          deadline_seconds=self.job_deadline_seconds(config),
                           environment=trainer_environment(
                               model_id=model.id, run_id=run.run_id, callback_url=callback_url, spec_uri=spec_uri,
                               artifact_bucket=self.artifact_bucket, artifact_prefix=self.artifact_prefix,
@@ -264,8 +296,21 @@ class TrainingService:
             status_history=[{"status": "queued", "at": now, "note": "training accepted"}],
             training_config=config, storage_ids=[s.id for s in storage], storage_uris=[s.uri for s in storage],
             previous_model_status=previous_status, callback_token_hash=token_hash(token), created_at=now,
-            updated_at=now, deadline_at=shift(now, self.deadline_seconds),
+            updated_at=now, deadline_at=shift(now, self.run_deadline_seconds(config)),
         )
+
+    def job_deadline_seconds(self, config: dict[str, Any]) -> int | None:
+        """The Job's own bound on its wall time: a tuned run's search budget plus the fixed margin (never past
+        the stage's training deadline); None for an untuned run (the stage's deadline applies)."""
+        tuning = config.get("tuning")
+        if not isinstance(tuning, dict) or not tuning.get("budget_seconds"):
+            return None
+        return min(int(tuning["budget_seconds"]) + self.tuning_margin_seconds,
+                   self.deadline_seconds - self.grace_seconds)
+
+    def run_deadline_seconds(self, config: dict[str, Any]) -> int:
+        job = self.job_deadline_seconds(config)
+        return self.deadline_seconds if job is None else job + self.grace_seconds
 
     def _write_spec(self, model: MlModel, run: TrainingRun, ontology: Ontology, storage: list[StorageConfig],
                     config: dict[str, Any]) -> str:
@@ -437,24 +482,33 @@ class TrainingService:
 
     @counts_rejections("progress")
     def progress(self, model_id: str, authorization: str | None, run_id: str | None, body: Any) -> dict[str, Any]:
-        """The trainer's per-epoch report: kept in training_metrics and sent to subscribers."""
+        """The trainer's report of an epoch (`epoch`, losses) or of a hyperparameter-search trial (`tuning`):
+        kept in training_metrics and sent to subscribers."""
         run = self.authenticate(model_id, authorization, run_id)
         body = v.require_object(body)
-        v.reject_unknown(body, ("epoch", "training_loss", "validation_loss"))
-        epoch = body.get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise InvalidInput("epoch must be a non-negative integer", field="epoch")
-        progress = {"epoch": epoch}
+        v.reject_unknown(body, ("epoch", "training_loss", "validation_loss", "tuning"))
+        if "epoch" not in body and "tuning" not in body:
+            raise InvalidInput("a progress report needs epoch or tuning", field="epoch")
+        progress: dict[str, Any] = {}
+        if "epoch" in body:
+            epoch = body["epoch"]
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise InvalidInput("epoch must be a non-negative integer", field="epoch")
+            progress["epoch"] = epoch
         for key in ("training_loss", "validation_loss"):
             if key in body:
                 value = body[key]
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise InvalidInput(f"{key} must be a finite number", field=key)
                 progress[key] = value
+        if "tuning" in body:
+            progress["tuning"] = tuning_progress(body["tuning"])
         if run.status in FINAL_RUN_STATUSES:
             raise Conflict(f"training run '{run.run_id}' already ended as {run.status}", field="run_id")
+        # On the record a trial's report is `tuning_progress` (the finished search is the trainer's `tuning`).
+        kept = {("tuning_progress" if key == "tuning" else key): value for key, value in progress.items()}
         updated = self.settlement.while_current(model_id, run.run_id, lambda model: model.but(
-            training_metrics={**model.training_metrics, **progress}, updated_at=self.clock()))
+            training_metrics={**model.training_metrics, **kept}, updated_at=self.clock()))
         if run.status != "running":
             self.runs.modify(run.run_id, lambda r: self.settlement.status_change(
                 r, "running", "trainer reported progress") if r.status in ("queued", "submitted") else r)

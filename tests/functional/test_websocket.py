@@ -164,13 +164,18 @@ def test_a_failure_to_notify_never_fails_the_api_call(ws, api, make_model, proje
     assert reply.status == 200 and reply.json["status"] == "archived"
 
 
-def test_training_events_and_progress(ws, api, make_model, project, launcher):
+def watched_run(ws, api, make_model, launcher):
+    """A model in training, watched by connection "c": the model, its job and the job's callback headers."""
     model = make_model()
     ws.connect("c")
     ws.send("c", {"action": "subscribe", "model_id": model["id"]})
     assert api.post("/api/ml-models/train", {"model_id": model["id"]}).status == 202
     job = launcher.jobs[-1]
-    auth = {"Authorization": f"Bearer {job.callback_token}", "X-Training-Run-Id": job.run_id}
+    return model, job, {"Authorization": f"Bearer {job.callback_token}", "X-Training-Run-Id": job.run_id}
+
+
+def test_training_events_and_progress(ws, api, make_model, project, launcher):
+    model, job, auth = watched_run(ws, api, make_model, launcher)
     path = f"/api/ml-models/{model['id']}/training"
     for epoch in (1, 2):
         reply = api.post(f"{path}/progress", {"epoch": epoch, "training_loss": 1.0 / epoch,
@@ -199,6 +204,24 @@ def test_training_events_and_progress(ws, api, make_model, project, launcher):
     assert events[3]["previous_status"] == "training"
     # Progress after the run ended is refused.
     assert api.post(f"{path}/progress", {"epoch": 9}, headers=auth).status == 409
+
+
+def test_search_trials_are_progress_events_and_bad_trial_reports_name_the_field(ws, api, make_model, launcher):
+    """A tuned run reports each trial (`tuning`): kept on the model as tuning_progress, sent to subscribers."""
+    model, job, auth = watched_run(ws, api, make_model, launcher)
+    path = f"/api/ml-models/{model['id']}/training/progress"
+    trial = {"trial": 3, "trials_done": 4, "state": "complete", "score": 0.81, "best_score": 0.84,
+             "metric": "accuracy", "elapsed_seconds": 12.5, "budget_seconds": 60, "max_trials": 50}
+    assert api.post(path, {"tuning": trial}, headers=auth).status == 200
+    assert api.get(f"/api/ml-models/{model['id']}").json["training_metrics"] == {"tuning_progress": trial}
+    assert ws.poster.events("c")[-1] == {"event": "training.progress", "model_id": model["id"],
+                                         "run_id": job.run_id, "tuning": trial}
+    for bad, field in (({"trial": -1}, "tuning.trial"), ({"state": "sleeping"}, "tuning.state"),
+                       ({"best_score": "high"}, "tuning.best_score"), ({"seed": 1}, "tuning.seed")):
+        reply = api.post(path, {"tuning": bad}, headers=auth)
+        assert (reply.status, reply.json["field"]) == (400, field), (bad, reply.json)
+    reply = api.post(path, {}, headers=auth)
+    assert reply.status == 400 and "epoch or tuning" in reply.json["message"]
 
 
 def test_connect_needs_a_valid_token(ws, issuer):

@@ -147,6 +147,14 @@ def test_the_job_runs_the_configured_trainer_with_env_and_the_token_from_the_sec
     assert CALLBACK_TOKEN not in json.dumps(only(kube.objects("jobs", NS)))
 
 
+def test_a_job_with_its_own_deadline_gets_it_as_active_deadline_seconds(kube, launcher):
+    """A tuned run's budget plus margin bounds its Job; a job's deadline never lengthens the stage's."""
+    launcher.submit(make_job(deadline_seconds=960))
+    launcher.submit(make_job(run_id="01HZXRUN0002", deadline_seconds=10**6))
+    deadlines = sorted(j["spec"]["activeDeadlineSeconds"] for j in kube.objects("jobs", NS).values())
+    assert deadlines == [960, 21600]
+
+
 def test_the_pod_runs_non_root_with_a_read_only_root_and_a_writable_tmp(kube, launcher):
     launcher.submit(make_job())
 

@@ -241,3 +241,27 @@ def test_a_job_cancelled_before_its_turn_never_starts_and_an_unknown_one_is_igno
     launcher.submit(job(base))
     launcher.wait_all(20)
     assert not ran.exists() and calls == []
+
+
+def test_a_trainer_past_its_own_deadline_is_stopped_and_fails_naming_it(tmp_path, receiver):
+    """A tuned run's job carries its own deadline (budget plus margin): past it, the trainer is stopped as
+    Kubernetes stops a Job past activeDeadlineSeconds (SIGTERM, then SIGKILL) and the job fails saying so."""
+    base, _ = receiver
+    workdir = fake_trainer(tmp_path, "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                     "time.sleep(60)\n")
+    launcher = LocalProcessLauncher(python=sys.executable, workdir=workdir, log_dir=str(tmp_path / "logs"),
+                                    deadline_grace_seconds=0.5)
+    bounded = TrainingJob(run_id="run-1", model_id="model-1", project_id="p", model_type="regression",
+                          callback_token="secret-token", environment={"TRAINER_CALLBACK_URL": base},
+                          deadline_seconds=1)
+    launcher.submit(bounded)
+    launcher.wait_all(30)
+    state = launcher.inspect("train-run-1")
+    assert state.phase == "failed" and "DeadlineExceeded" in state.message and "1 s" in state.message
+    assert launcher.exit_codes["train-run-1"] != 0
+
+
+def test_a_job_deadline_must_be_positive():
+    with pytest.raises(ValueError, match="deadline_seconds"):
+        TrainingJob(run_id="r", model_id="m", project_id="p", model_type="regression", callback_token="t",
+                    deadline_seconds=0)
