@@ -10,6 +10,8 @@ A parameter is a plain dict:
         string | integer_list | object, or any_of: [spec, ...] when several forms are allowed;
   minimum / maximum / exclusive_minimum / exclusive_maximum (numbers, list items),
   choices (strings), max_length (strings), min_items / max_items (lists), nullable (null allowed);
+  properties / required (a top-level object key: the spec of each sub-key, and the sub-keys it must have;
+  an unknown one is refused naming training_config.<key>.<sub-key>);
   model_types: the model types that use it (others accept it and record it as not applicable);
   maximum_for: a lower maximum for some model types; api: False for keys only the trainer accepts;
   tasks: the task(s) whose estimator has this hyperparameter (the API does not know the task; the
@@ -35,6 +37,13 @@ MAX_HIDDEN_LAYERS = 8
 MAX_LAYER_WIDTH = 1_024
 MAX_SYNTHETIC_ROWS = 100_000
 MAX_SAMPLES = 10_000_000
+# training_config.tuning (trainer/tuning.py): the search's wall-time budget and trial count, and the metrics it
+# may optimise (the ones the trainer reports; which fit a task is checked at train time, where the task is known).
+MIN_TUNING_SECONDS = 5
+MAX_TUNING_SECONDS = 86_400
+MAX_TUNING_TRIALS = 1_000
+TUNING_METRICS = ("accuracy", "f1_score", "f1_macro", "f1_weighted", "precision", "recall", "log_loss", "roc_auc",
+                  "r2", "rmse", "mae")
 
 TRAINING_CONFIG: dict[str, dict[str, Any]] = {
     "train_test_split": {"type": "number", "exclusive_minimum": 0, "exclusive_maximum": 1,
@@ -55,6 +64,16 @@ TRAINING_CONFIG: dict[str, dict[str, Any]] = {
                                              "improvement before stopping"},
     "target_column": {"type": "string", "max_length": 256, "description": "the column to predict"},
     "hyperparameters": {"type": "object", "description": "model-type-specific settings (HYPERPARAMETERS)"},
+    "tuning": {"type": "object", "nullable": True, "required": ("budget_seconds",),
+               "properties": {
+                   "budget_seconds": {"type": "integer", "minimum": MIN_TUNING_SECONDS, "maximum": MAX_TUNING_SECONDS,
+                                      "description": "wall-time bound on the search plus the final fit"},
+                   "max_trials": {"type": "integer", "minimum": 1, "maximum": MAX_TUNING_TRIALS, "nullable": True,
+                                  "description": "at most this many trials (default: until the budget is spent)"},
+                   "metric": {"type": "string", "choices": TUNING_METRICS, "nullable": True,
+                              "description": "cross-validated score to optimise (default accuracy or r2)"},
+               },
+               "description": "hyperparameter search with Optuna on the training split (trainer/tuning.py)"},
     "validation_split": {"type": "number", "exclusive_minimum": 0, "exclusive_maximum": 1, "api": False,
                          "description": "share of the train split held out for validation loss (default 0.1)"},
     "synthetic_rows": {"type": "integer", "minimum": 50, "maximum": MAX_SYNTHETIC_ROWS, "api": False,
@@ -142,22 +161,29 @@ def config_problem(config: Any, model_type: str | None = None, *, api: bool = Tr
         return (f"training_config.{unknown[0]}",
                 f"unknown training_config key(s): {', '.join(unknown)}; known: {', '.join(known)}")
     for key in known:
-        if key not in config:
-            continue
-        spec = TRAINING_CONFIG[key]
-        maximum = spec.get("maximum_for", {}).get(model_type)
-        if maximum is not None:
-            spec = {**spec, "maximum": maximum}
-        field = f"training_config.{key}"
-        wrong = value_problem(spec, config[key])
-        if wrong:
-            suffix = f" for {model_type}" if maximum is not None else ""
-            return field, f"{field} must be {wrong}{suffix}, got {_shown(config[key])}"
-        if key == "target_column" and not config[key].strip():
-            return field, f"{field} must be a non-empty column name"
+        problem = _key_problem(key, config[key], model_type) if key in config else None
+        if problem:
+            return problem
     hyperparameters = config.get("hyperparameters")
     if model_type is not None and hyperparameters is not None:
         return hyperparameter_problem(model_type, hyperparameters)
+    return None
+
+
+def _key_problem(key: str, value: Any, model_type: str | None) -> tuple[str, str] | None:
+    spec = TRAINING_CONFIG[key]
+    maximum = spec.get("maximum_for", {}).get(model_type)
+    if maximum is not None:
+        spec = {**spec, "maximum": maximum}
+    field = f"training_config.{key}"
+    wrong = value_problem(spec, value)
+    if wrong:
+        suffix = f" for {model_type}" if maximum is not None else ""
+        return field, f"{field} must be {wrong}{suffix}, got {_shown(value)}"
+    if key == "target_column" and not value.strip():
+        return field, f"{field} must be a non-empty column name"
+    if "properties" in spec and value is not None:
+        return object_problem(field, spec, value)
     return None
 
 
@@ -179,6 +205,24 @@ def hyperparameter_problem(model_type: str, hyperparameters: Any, task: str | No
         if wrong:
             return field, (f"invalid hyperparameter {name!r} for {model_type}: {field} must be {wrong}, "
                            f"got {_shown(hyperparameters[name])}")
+    return None
+
+
+def object_problem(field: str, spec: dict[str, Any], value: dict[str, Any]) -> tuple[str, str] | None:
+    """The first unknown, missing or invalid sub-key of an object with `properties` (and `required`),
+    as (field, message) naming `<field>.<key>`."""
+    properties = spec["properties"]
+    unknown = sorted(k for k in value if k not in properties)
+    if unknown:
+        return (f"{field}.{unknown[0]}", f"unknown key(s) {', '.join(f'{field}.{k}' for k in unknown)}; "
+                                         f"{field} knows: {', '.join(properties)}")
+    for name in spec.get("required", ()):
+        if name not in value:
+            return f"{field}.{name}", f"{field}.{name} is required when {field} is given"
+    for name, sub in properties.items():
+        wrong = value_problem(sub, value[name]) if name in value else None
+        if wrong:
+            return f"{field}.{name}", f"{field}.{name} must be {wrong}, got {_shown(value[name])}"
     return None
 
 

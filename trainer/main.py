@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 from trainer.callback import CallbackClient, ProgressThrottle, PublishGate, Reporter
 from trainer.config import Settings, partial_identity
@@ -48,7 +50,7 @@ def main() -> int:
     gate = PublishGate(client, progress)
     _report_fail_on_sigterm(reporter, gate)
     try:
-        artifact_uri, result = run(settings, progress, gate)
+        artifact_uri, result = run(settings, progress, gate, TrialProgress(client, settings.progress_interval))
     except RunEnded as exc:  # cancelled or superseded: the API ended the run and refuses any report
         log.warning("run ended by the control plane; stopping without publishing", extra={"reason": exc.reason})
         return EXIT_FAILED
@@ -68,8 +70,9 @@ def main() -> int:
     return EXIT_FAILED
 
 
-def run(settings: Settings, on_epoch, gate: PublishGate) -> tuple[str, object]:
+def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple[str, object]:
     """Everything between the environment and the final report; returns (artifact URI, TrainingResult).
+    `on_epoch` hears of the final fit's epochs, `on_trial` of a tuned run's search trials.
 
     Before writing anything, and again right before the manifest, `gate` asks the control plane whether the
     run is still current (a cancelled or failed run publishes nothing: RunEnded)."""
@@ -107,7 +110,8 @@ def run(settings: Settings, on_epoch, gate: PublishGate) -> tuple[str, object]:
     from trainer.pipeline import train_and_evaluate  # scikit-learn (and torch) load only once data is ready
 
     configure_torch(settings.torch_threads, spec.config.random_seed)
-    result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch)
+    result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
+                                on_trial=on_trial)
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)
     gate.check()
@@ -122,7 +126,29 @@ def callback_metrics(result, artifact_uri: str) -> tuple[dict, dict]:
     from trainer.artifacts import MANIFEST
     from trainer.metrics import record_metrics
 
-    return record_metrics(result.performance_metrics, result.training_metrics, artifact_uri + MANIFEST)
+    training = result.training_metrics
+    if isinstance(training.get("tuning"), dict):  # a long search: its trials thinned for the record
+        from trainer.tuning import record_tuning
+
+        training = {**training, "tuning": record_tuning(training["tuning"])}
+    return record_metrics(result.performance_metrics, training, artifact_uri + MANIFEST)
+
+
+class TrialProgress:
+    """An on_trial hook (`trainer.tuning.TrialHook`): a search trial as a progress report `{"tuning": {...}}`
+    (trial, trials_done, max_trials, budget_seconds, state, score, best_score, metric, elapsed_seconds), at
+    most one per `interval` seconds; best effort, like the epochs'."""
+
+    def __init__(self, client: CallbackClient, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.interval, self.clock = client, interval, clock
+        self.last: float | None = None
+
+    def __call__(self, trial: dict) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        self.client.post_progress({"tuning": trial})
 
 
 def _with_identity(spec, settings: Settings):

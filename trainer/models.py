@@ -58,7 +58,19 @@ def config_usage(model_type: str, config: TrainingConfig) -> dict[str, str]:
         "batch_size": na,
         "max_iterations": na,
         "early_stopping_rounds": na,
+        "tuning": "unset: no hyperparameter search",
     }
+    if config.tuning:
+        tuning = config.tuning
+        usage["tuning"] = (
+            f"Optuna TPE search (seeded from random_seed) of {tuning.get('metric') or 'the default metric'} by "
+            f"3-fold cross-validation of the training split, at most {tuning['budget_seconds']} s for the search "
+            "and the final fit"
+            + (f", at most {tuning['max_trials']} trials" if tuning.get("max_trials") else "")
+            + "; the best parameters (training_metrics.tuning.best_params) are fitted as hyperparameters"
+        )
+        usage["hyperparameters"] = ("the user's (fixed, not searched) and the search's best, passed to the "
+                                    "estimator after validation")
     if model_type == "random_forest":
         usage["max_iterations"] = (
             "overridden by hyperparameters.n_estimators" if "n_estimators" in hyper else "n_estimators (default 100)"

@@ -7,8 +7,9 @@ the test rows of a run from its manifest, so anyone can re-check the reported me
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from trainer.metrics import (
 from trainer.models import EpochHook, fit_model
 from trainer.ontology import Column, choose_target, parse_columns
 from trainer.spec import TrainingConfig
+
+if TYPE_CHECKING:
+    from trainer.tuning import TrialHook
 
 MIN_ROWS = 10
 SPLIT_METHOD = "sklearn.model_selection.train_test_split(positions, stratified when possible)"
@@ -57,8 +61,12 @@ def train_and_evaluate(
     model_type: str,
     training_config: dict | TrainingConfig,
     on_epoch: EpochHook | None = None,
+    on_trial: TrialHook | None = None,
 ) -> TrainingResult:
-    """Fit `model_type` on `frame` as the ontology describes it; metrics are on the held-out split."""
+    """Fit `model_type` on `frame` as the ontology describes it; metrics are on the held-out split.
+
+    With training_config.tuning, hyperparameters are searched first (`trainer.tuning.tune`, on the training
+    split only; `on_trial` hears of every trial) and the best are fitted here the normal way."""
     config = training_config
     if not isinstance(config, TrainingConfig):
         config = TrainingConfig.from_dict(training_config, model_type)
@@ -72,7 +80,21 @@ def train_and_evaluate(
     plan = plan_features(frame, columns, target)
     positions = split_positions(y, task, config)
     split = {name: (frame.iloc[rows], y[rows]) for name, rows in positions.items()}
+    train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
+    tuned = None
+    if config.tuning:
+        from trainer.tuning import tune  # optuna loads only for a tuned run
+
+        tuned = tune(model_type, task, plan.features, frame.iloc[train_rows], y[train_rows], classes, config,
+                     on_trial=on_trial)
+        config = tuned.config
+    fit_started = time.monotonic()
     outcome = fit_model(model_type, task, plan.features, split, classes, config, on_epoch)
+    if tuned is not None:
+        final = time.monotonic() - fit_started
+        outcome.training_metrics["tuning"] = {**tuned.report, "final_fit_seconds": round(final, 3),
+                                              "search_and_final_fit_seconds": round(tuned.report["wall_seconds"]
+                                                                                    + final, 3)}
     model = outcome.model
     test_frame, y_test = split["test"]
     performance = evaluate(model, test_frame, y_test, task, classes)
@@ -80,7 +102,6 @@ def train_and_evaluate(
     performance["feature_importance_method"] = (
         "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
     )
-    train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
     reference = training_reference(model, frame, train_rows, plan.features, task, classes)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)

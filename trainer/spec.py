@@ -32,6 +32,8 @@ class TrainingConfig:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     validation_split: float = 0.1
     synthetic_rows: int = 2000
+    # {"budget_seconds", "max_trials"?, "metric"?}: search hyperparameters first (trainer/tuning.py); None: no search.
+    tuning: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, model_type: str | None = None) -> TrainingConfig:
@@ -51,6 +53,7 @@ class TrainingConfig:
             hyperparameters=dict(raw.get("hyperparameters") or {}),
             validation_split=float(raw.get("validation_split", 0.1)),
             synthetic_rows=raw.get("synthetic_rows", 2000),
+            tuning=dict(raw["tuning"]) if raw.get("tuning") is not None else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class TrainingConfig:
             "hyperparameters": dict(self.hyperparameters),
             "validation_split": self.validation_split,
             "synthetic_rows": self.synthetic_rows,
+            "tuning": dict(self.tuning) if self.tuning is not None else None,
         }
 
 

@@ -101,6 +101,19 @@ def test_start_moves_the_model_into_training_and_submits_the_run(world):
     assert ("status", MODEL, "draft", "training", "run-1") in world.notifier.events
 
 
+def test_a_tuned_run_is_bounded_by_its_budget_plus_the_margin(world):
+    """training_config.tuning.budget_seconds bounds the Job (plus the fixed margin, never past the stage's
+    deadline) and the run's deadline follows it; an untuned run keeps the stage's deadline."""
+    world.service.tuning_margin_seconds, world.service.grace_seconds = 900, 600
+    world.service.start({"model_id": MODEL, "storage_ids": ["storage-1"],
+                         "training_config": {"tuning": {"budget_seconds": 60}}})
+    [job] = world.launcher.jobs
+    assert job.deadline_seconds == 960
+    assert world.runs.get("run-1").deadline_at == "2026-01-01T00:26:00.000000Z"  # 960 s + 600 s of grace
+    assert world.service.job_deadline_seconds({}) is None
+    assert world.service.job_deadline_seconds({"tuning": {"budget_seconds": 86_400}}) == DEADLINE - 600
+
+
 def resources(policy: dict) -> set[str]:
     found = set()
     for statement in policy["Statement"]:
