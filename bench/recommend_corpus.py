@@ -16,17 +16,25 @@ Task enumeration (deterministic and offline; `tasks()`):
   A task needs >= 100 rows with a target and >= 2 usable feature columns (a curated task: 10 rows and 1
   feature, so MASS/Cars93, datasets/faithful and Ecdat/Earnings stay in).
 * Columns dropped from every task of a table (reason recorded in `dropped`): `rownames`; names of keys
-  (`trainer.naming.is_identifier_name`: last word id/uuid/guid/key) or of labels (last word name/names,
-  or the whole name index/idx/obs/row); all-missing or constant columns; string columns with a distinct
-  value in every row (row labels), mean length over 40 characters or more than 50% distinct values (the
-  trainer's own free-text thresholds); date strings (YYYY-MM-DD, YYYY/MM/DD, DD/MM/YYYY, YYYY-MM);
-  integer row counters (consecutive integers in row order); time-index columns (named
-  time/date/year/month/day/week/period/quarter/t and strictly increasing over the rows: one series).
+  (`trainer.naming.is_identifier_name`: last word id/uuid/guid/key; or a unit's id such as schoolid3,
+  `UNIT_ID`) or of labels (last word name/names, or the whole name index/idx/obs/row); all-missing or
+  constant columns; string columns with a distinct value in every row (row labels), mean length over 40
+  characters or more than 50% distinct values (the trainer's own free-text thresholds); date strings
+  (YYYY-MM-DD, YYYY/MM/DD, DD/MM/YYYY, YYYY-MM); integer row counters (consecutive integers from 0 or 1
+  in row order) and sequence numbers (>= 20 rows of strictly increasing integers); time-index columns
+  (named time/date/year/month/day/week/period/quarter/t and strictly increasing over the rows: one series).
 * Classification target candidates: a string/boolean column, or an integer-valued numeric column, with
   2..20 distinct values whose rarest class has >= 10 rows (>= 5% of the rows when that is fewer) and
-  whose majority class has <= 95% of the rows. Regression target candidates: a non-boolean numeric column
-  with >= 20 distinct values that is not an exact linear function of the other numeric columns
-  (least squares R^2 > 0.999: a total of its parts).
+  whose majority class has <= 95% of the rows; not the unit of a balanced panel (>= 6 levels, each one
+  contiguous block of rows of the same size: subject, firm, country). Regression target candidates: a
+  non-boolean numeric column with >= 20 distinct values that is not a block index (each value one
+  contiguous block of >= 2 rows on average: a school/district code, or the column the table is sorted
+  by). Never a target: a time-named column (as above, plus yr/hour/minute/datetime/timestamp) with <= 50
+  distinct values or running in row order (a survival `time` can be one). A candidate is rejected when
+  the features determine it linearly (`linear_determination`: adjusted least-squares R^2 > 0.999 of the
+  target, or of any class indicator, on the numeric features and the one-hot string features): a total
+  of its parts, one dummy of a set (edlevel4 = 1 - edlevel1 - edlevel2 - edlevel3), an interaction of
+  dummies (y85union = y85 * union).
 * Which column: at most one classification and one regression task per table. Candidates are tried in
   this order and the first that qualifies (and keeps >= 2 features after the leakage guard) is the
   target: a column named (case-insensitively) y/response/outcome/target/label/class/resp/dv, then the
@@ -38,7 +46,8 @@ Task enumeration (deterministic and offline; `tasks()`):
   variance (adjusted eta^2). Classification target - drop a feature with at most 20% as many levels as
   rows whose levels give >= 99% purity (levels map to classes), and a numeric feature from which a tree
   with as many leaves as classes reproduces >= 99% of the classes (the target is a binning of it, like
-  MASS/birthwt `low = bwt < 2500`).
+  MASS/birthwt `low = bwt < 2500`), and a feature with values in the rows of one class only (its
+  missingness is the target: the change scores of one wave of a panel).
 * Deduplication: each numeric column is fingerprinted as the sorted multiset of its values to 4 significant
   digits (names, row order and float32-vs-rounded storage ignored). A table sharing >= 80% (and >= 2) of
   the numeric columns of the smaller of the two with an earlier table is a duplicate of it and is skipped
@@ -51,7 +60,8 @@ with `{"train_test_split": 0.75, "random_seed": seed, "target_column": target}` 
 ontology `trainer.ontology.ontology_from_frame`, for the first k of `SEEDS` (k repeated random 75/25
 splits): k = 5 below 1,000 rows, 3 up to 5,000 rows, 2 above (`repeats`). The test accuracy or R^2 of each
 repeat is cached in `bench/recommend_corpus.json`, keyed by task name and the sha256 of the task's CSV;
-a rerun trains only missing tasks and repeats; the file is replaced atomically after every task.
+a rerun trains only missing tasks and repeats (and drops the entries of tasks the enumeration no longer
+yields); the file is replaced atomically after every task.
 
 Cost: each worker process is pinned to one CPU (`os.sched_setaffinity`, so `trainer.models.default_jobs()`
 is 1 and the forest has n_jobs=1), torch uses 1 thread and the BLAS pools 1 thread. Inside the worker
@@ -68,6 +78,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -96,6 +107,8 @@ LINEAR_TOTAL_R2 = 0.999
 RESPONSE_NAMES = ("y", "response", "outcome", "target", "label", "class", "resp", "dv")
 TIME_NAMES = frozenset({"time", "date", "year", "month", "day", "week", "period", "quarter", "t"})
 LABEL_NAMES = frozenset({"index", "idx", "obs", "row"})
+UNIT_ID = re.compile(r"(school|student|teacher|class|subject|person|patient|family|household|hh|firm|county|"
+                     r"country|case|unit|group|cluster|respondent|child|mother|father|plant|tree|animal)[_.]?id[a-z]?\d*$")
 DATE_STRING = re.compile(r"^\s*(\d{4}[-/]\d{1,2}([-/]\d{1,2})?|\d{1,2}/\d{1,2}/\d{4})([ T]\d{1,2}:\d{2}.*)?\s*$")
 REPEATS_RULE = "5 repeats below 1,000 rows, 3 up to 5,000 rows, 2 above (rows with a target, after the row cap)"
 PROTOCOL = {
@@ -178,6 +191,8 @@ def _name_reason(name: str) -> str | None:
         return "identifier-like name"
     if (words and words[-1] in ("name", "names")) or name.lower() in LABEL_NAMES:
         return "row-label-like name"
+    if UNIT_ID.search(name.lower()):
+        return "identifier-like name (a unit's id)"
     return None
 
 
@@ -317,24 +332,43 @@ def candidate_order(columns: list[str]) -> list[str]:
     return list(dict.fromkeys(ordered))
 
 
-def _numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    return frame[columns].to_numpy(dtype="float64")
+def _design(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Numeric and boolean features as numbers, string features with <= 20 levels one-hot (missing a level)."""
+    parts = []
+    for column in features:
+        series = frame[column]
+        if _is_numeric(series) or pd.api.types.is_bool_dtype(series.dtype):
+            parts.append(series.astype("float64").rename(column))
+        elif series.nunique() <= MAX_CLASSES:
+            dummies = pd.get_dummies(series.fillna("<NA>"), prefix=column, dtype="float64")
+            parts.append(dummies.iloc[:, 1:])
+    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
 
 
-def is_linear_total(frame: pd.DataFrame, target: str, features: list[str]) -> bool:
-    """Whether the target is (almost) exactly a linear function of the numeric features."""
-    numeric = [c for c in features if _is_numeric(frame[c]) or pd.api.types.is_bool_dtype(frame[c].dtype)]
-    if len(numeric) < 2:
-        return False
-    rows = frame[[target, *numeric]].dropna()
-    if len(rows) < len(numeric) + 20:
-        return False
-    x = np.column_stack([np.ones(len(rows)), _numeric_matrix(rows, numeric)])
-    y = rows[target].to_numpy(dtype="float64")
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    residual = y - x @ coef
-    total = np.sum((y - y.mean()) ** 2)
-    return bool(total > 0 and 1.0 - np.sum(residual**2) / total > LINEAR_TOTAL_R2)
+def linear_determination(frame: pd.DataFrame, target: str, task: str, features: list[str]) -> float:
+    """How exactly the features determine the target linearly: the largest adjusted least-squares R^2 of the
+    target (regression) or of any class indicator (classification) on `_design` (0 when not computable).
+    Catches a total of its parts, a dummy set (edlevel4 = 1 - edlevel1 - edlevel2 - edlevel3) and
+    interactions of dummies (y85union from y85, union and their product)."""
+    x = _design(frame, features)
+    rows = pd.concat([x, frame[target].rename("__target__")], axis=1).dropna()
+    n, p = len(rows), x.shape[1]
+    if p == 0 or n < 2 * p + 20:
+        return 0.0
+    design = np.column_stack([np.ones(n), rows[x.columns].to_numpy(dtype="float64")])
+    y = rows["__target__"]
+    if task == "classification":
+        ys = pd.get_dummies(y.astype(str), dtype="float64").to_numpy()
+    else:
+        ys = y.to_numpy(dtype="float64").reshape(-1, 1)
+    coef, *_ = np.linalg.lstsq(design, ys, rcond=None)
+    residual = np.sum((ys - design @ coef) ** 2, axis=0)
+    total = np.sum((ys - ys.mean(axis=0)) ** 2, axis=0)
+    valid = total > 0
+    if not valid.any():
+        return 0.0
+    adjusted = 1.0 - (residual[valid] / (n - p - 1)) / (total[valid] / (n - 1))
+    return float(adjusted.max())
 
 
 # ---------------------------------------------------------------- leakage guard
@@ -370,6 +404,8 @@ def _classification_leak(x: pd.Series, y: pd.Series) -> str | None:
     if len(levels) <= 1:
         return None
     n, k = len(classes), int(classes.max()) + 1
+    if k == 1:  # a value only in the rows of one class (a change score of one wave of a panel)
+        return "leak: present in the rows of one target class only (its missingness determines the target)"
     if len(levels) <= LEVELS_PER_ROW * n:
         table = np.bincount(level_codes * k + classes, minlength=len(levels) * k).reshape(len(levels), k)
         purity = table.max(axis=1).sum() / n
@@ -422,7 +458,7 @@ def _task_for(table: _Table, task: str, target: str, extra: dict[str, str], cura
     features = [c for c in features if c not in dropped]
     if len(features) < (1 if curated else MIN_FEATURES) or len(frame) < (10 if curated else MIN_ROWS):
         return None
-    if task == "regression" and not curated and is_linear_total(frame, target, features):
+    if not curated and linear_determination(frame, target, task, features) > LINEAR_TOTAL_R2:
         return None
     return TaskSpec(name=f"{table.group}:{target}", group=table.group, task=task, package=table.package,
                     item=table.item, target=target, dropped=dict(sorted(dropped.items())), rows=len(frame),
@@ -585,6 +621,7 @@ def _single_thread_environment() -> None:
 def _worker_init(cpus: list[int], counter) -> None:
     """Pin this worker to one CPU, one torch thread; patch out the two extras that do not affect the metric."""
     _single_thread_environment()
+    _exit_with_parent()
     with counter.get_lock():
         slot = counter.value
         counter.value += 1
@@ -594,6 +631,19 @@ def _worker_init(cpus: list[int], counter) -> None:
 
     torch.set_num_threads(1)
     patch_extras()
+
+
+def _exit_with_parent() -> None:
+    """Linux: SIGKILL this worker when the driver dies (else an orphaned worker idles forever)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _log_sigterm(signum, frame) -> None:
+    log("driver received SIGTERM: stopping (the cache holds every finished task; a rerun resumes)")
+    raise SystemExit(143)
 
 
 def patch_extras() -> None:
@@ -658,6 +708,8 @@ def pending(corpus: dict, limit: int | None = None) -> list[tuple[TaskSpec, dict
     for spec in sorted(tasks(), key=lambda s: (s.rows * s.columns, s.name)):
         entry = corpus["tasks"].get(spec.name)
         digest = csv_sha256(load(spec).frame) if entry is not None else ""
+        if entry is not None and entry.get("csv_sha256") == digest:  # same data: refresh the reasons
+            entry.update({"group": spec.group, "target": spec.target, "dropped": dict(spec.dropped)})
         if entry is None or missing_repeats(entry, digest, entry.get("rows", spec.rows)) > 0:
             todo.append((spec, entry if entry is not None and entry.get("csv_sha256") == digest else None))
         if limit is not None and len(todo) >= limit:
@@ -670,12 +722,20 @@ def run(workers: int, budget_minutes: float | None, limit: int | None) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     _single_thread_environment()
+    signal.signal(signal.SIGTERM, _log_sigterm)
     corpus = load_corpus()
     if not _compatible(corpus):
         log("the cached corpus has another protocol: starting afresh")
         corpus = {"version": VERSION, "protocol": dict(PROTOCOL), "tasks": {}}
     corpus["protocol"] = dict(PROTOCOL)
+    names = {spec.name for spec in tasks()}
+    stale = sorted(set(corpus["tasks"]) - names)
+    for name in stale:
+        del corpus["tasks"][name]
+    if stale:
+        log(f"dropped {len(stale)} cached task(s) the enumeration no longer yields: {', '.join(stale[:20])}")
     todo = pending(corpus, limit)
+    save_corpus(corpus)  # the pruning and the refreshed reasons, even when nothing is left to train
     log(f"{len(todo)} task(s) to train with {workers} worker(s), budget {budget_minutes} min")
     deadline = time.monotonic() + budget_minutes * 60 if budget_minutes else float("inf")
     context = multiprocessing.get_context("spawn")
