@@ -144,20 +144,36 @@ class Reporter:
             return True
 
 
+class Interval:
+    """At most once per `seconds`: `due()` is True the first time and once `seconds` have passed since the
+    interval last (re)started, and restarts it; `restart()` restarts it (something was just sent anyway)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+    def restart(self) -> None:
+        self.last = self.clock()
+
+
 class ProgressThrottle:
     """An on_epoch hook: at most one progress post per epoch and per `interval` seconds."""
 
     def __init__(self, client: CallbackClient, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.client, self.interval, self.clock = client, interval, clock
-        self.last: float | None = None
+        self.client, self.interval = client, Interval(interval, clock)
         self.latest: dict = {"epoch": 0}  # the last epoch seen, posted or not (what `PublishGate` reports)
 
     def __call__(self, epoch: int, training_loss: float, validation_loss: float) -> None:
         self.latest = {"epoch": int(epoch)}
-        now = self.clock()
-        if self.last is not None and now - self.last < self.interval:
+        if not self.interval.due():
             return
-        self.last = now
         self.client.post_progress(
             {"epoch": int(epoch), "training_loss": float(training_loss), "validation_loss": float(validation_loss)}
         )

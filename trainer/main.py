@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from trainer.callback import CallbackClient, ProgressThrottle, PublishGate, Reporter
+from trainer.callback import CallbackClient, Interval, ProgressThrottle, PublishGate, Reporter
 from trainer.config import Settings, partial_identity
 from trainer.errors import RunEnded, TrainingFailed
 from trainer.logs import configure, get_logger
@@ -140,15 +140,11 @@ class TrialProgress:
     most one per `interval` seconds; best effort, like the epochs'."""
 
     def __init__(self, client: CallbackClient, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.client, self.interval, self.clock = client, interval, clock
-        self.last: float | None = None
+        self.client, self.interval = client, Interval(interval, clock)
 
     def __call__(self, trial: dict) -> None:
-        now = self.clock()
-        if self.last is not None and now - self.last < self.interval:
-            return
-        self.last = now
-        self.client.post_progress({"tuning": trial})
+        if self.interval.due():
+            self.client.post_progress({"tuning": trial})
 
 
 def _with_identity(spec, settings: Settings):

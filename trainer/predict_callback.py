@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 
-from trainer.callback import RUN_ENDED_STATUSES, CallbackClient, Reporter
+from trainer.callback import RUN_ENDED_STATUSES, CallbackClient, Interval, Reporter
 from trainer.errors import RunEnded
 from trainer.logs import get_logger
 
@@ -63,20 +63,19 @@ class RowProgress:
 
     def __init__(self, client: PredictionCallbackClient, interval: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.client, self.interval, self.clock = client, interval, clock
+        self.client, self.interval = client, Interval(interval, clock)
         self.rows = 0
-        self.last: float | None = None
 
     def check(self) -> None:
+        self.interval.restart()
         self._post(timeout=None)
 
     def advance(self, rows: int) -> None:
         self.rows += rows
-        if self.last is None or self.clock() - self.last >= self.interval:
+        if self.interval.due():
             self._post(timeout=min(self.client.timeout, PROGRESS_TIMEOUT))
 
     def _post(self, timeout: float | None) -> None:
-        self.last = self.clock()
         if not self.client.still_wanted(self.rows, timeout):
             raise RunEnded("the control plane answered that this prediction job has ended (cancelled or "
                            "failed); stopping without writing anything more")
