@@ -474,7 +474,4 @@ def version_number(value: Any) -> int | None:
 
 
 def _count(body: dict[str, Any], name: str) -> int:
-    value = body.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**15:
-        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
-    return value
+    return v.count(body.get(name, 0), name)

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import math
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -127,14 +126,11 @@ def tuning_progress(value: Any) -> dict[str, Any]:
     body = v.require_object(value, "tuning")
     v.reject_unknown(body, (*TUNING_PROGRESS_INTEGERS, *TUNING_PROGRESS_NUMBERS, "state", "metric"), "tuning")
     for key in TUNING_PROGRESS_INTEGERS:
-        item = body.get(key)
-        if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
-            raise InvalidInput(f"tuning.{key} must be a non-negative integer", field=f"tuning.{key}")
+        if body.get(key) is not None:
+            v.count(body[key], f"tuning.{key}")
     for key in TUNING_PROGRESS_NUMBERS:
-        item = body.get(key)
-        if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))
-                                 or not math.isfinite(item)):
-            raise InvalidInput(f"tuning.{key} must be a finite number or null", field=f"tuning.{key}")
+        if body.get(key) is not None:
+            v.finite_number(body[key], f"tuning.{key}")
     if body.get("state") is not None and body["state"] not in TUNING_TRIAL_STATES:
         raise InvalidInput(f"tuning.state must be one of {', '.join(TUNING_TRIAL_STATES)}", field="tuning.state")
     if body.get("metric") is not None and (not isinstance(body["metric"], str) or len(body["metric"]) > 64):
@@ -491,16 +487,10 @@ class TrainingService:
             raise InvalidInput("a progress report needs epoch or tuning", field="epoch")
         progress: dict[str, Any] = {}
         if "epoch" in body:
-            epoch = body["epoch"]
-            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-                raise InvalidInput("epoch must be a non-negative integer", field="epoch")
-            progress["epoch"] = epoch
+            progress["epoch"] = v.count(body["epoch"], "epoch")
         for key in ("training_loss", "validation_loss"):
             if key in body:
-                value = body[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise InvalidInput(f"{key} must be a finite number", field=key)
-                progress[key] = value
+                progress[key] = v.finite_number(body[key], key)
         if "tuning" in body:
             progress["tuning"] = tuning_progress(body["tuning"])
         if run.status in FINAL_RUN_STATUSES:

@@ -135,6 +135,23 @@ def storable(value: Any, path: str) -> Any:
     return value
 
 
+# A count a callback reports (epochs, rows, trials): a non-negative integer DynamoDB can store exactly.
+MAX_COUNT = 10**15
+
+
+def count(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidInput(f"{path} must be a non-negative integer", field=path)
+    return value
+
+
+def finite_number(value: Any, path: str) -> int | float:
+    """A finite number DynamoDB can store (`storable_number`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{path} must be a finite number", field=path)
+    return storable_number(value, path)
+
+
 def finite_metrics(value: Any, name: str) -> dict[str, Any]:
     """A metrics object: numbers inside must be finite and storable (nested lists/objects allowed)."""
     if not isinstance(value, dict):

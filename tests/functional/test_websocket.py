@@ -188,6 +188,10 @@ def test_training_events_and_progress(ws, api, make_model, project, launcher):
     assert api.post(f"{path}/progress", {"epoch": -1}, headers=auth).status == 400
     reply = api.post(f"{path}/progress", {"epoch": 3, "training_loss": "abc"}, headers=auth)
     assert reply.status == 400 and reply.json["field"] == "training_loss"
+    # Numbers DynamoDB could not store are refused here, not by the table (a 5xx).
+    for body, field in (({"epoch": 10**40}, "epoch"), ({"epoch": 3, "validation_loss": 1e300}, "validation_loss")):
+        reply = api.post(f"{path}/progress", body, headers=auth)
+        assert (reply.status, reply.json["field"]) == (400, field), reply.json
     reply = api.post(f"{path}/complete", {"model_artifact_path": own_artifact(api, job),
                                           "performance_metrics": {"accuracy": 0.9}}, headers=auth)
     assert reply.status == 200, reply
@@ -217,7 +221,8 @@ def test_search_trials_are_progress_events_and_bad_trial_reports_name_the_field(
     assert ws.poster.events("c")[-1] == {"event": "training.progress", "model_id": model["id"],
                                          "run_id": job.run_id, "tuning": trial}
     for bad, field in (({"trial": -1}, "tuning.trial"), ({"state": "sleeping"}, "tuning.state"),
-                       ({"best_score": "high"}, "tuning.best_score"), ({"seed": 1}, "tuning.seed")):
+                       ({"best_score": "high"}, "tuning.best_score"), ({"seed": 1}, "tuning.seed"),
+                       ({"trial": 10**40}, "tuning.trial"), ({"score": 1e300}, "tuning.score")):
         reply = api.post(path, {"tuning": bad}, headers=auth)
         assert (reply.status, reply.json["field"]) == (400, field), (bad, reply.json)
     reply = api.post(path, {}, headers=auth)
