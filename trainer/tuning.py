@@ -277,35 +277,19 @@ def with_params(config: TrainingConfig, params: dict) -> TrainingConfig:
 # --- scoring -------------------------------------------------------------------------------------------------------
 
 def score(metric: str, model, frame: pd.DataFrame, y: np.ndarray, classes: list | None) -> float:
-    """`metric` of `model` on (frame, y); NaN when it is undefined there (r2 of a constant, AUC of one class)."""
-    from sklearn import metrics as skm
+    """`metric` of `model` on (frame, y), computed as the run's test metrics are (`trainer.metrics`); NaN when
+    it is undefined there (r2 of a constant, AUC of one class)."""
+    from trainer.metrics import classification_metrics, regression_metrics
 
-    from trainer.metrics import log_loss
-
-    if metric in ("r2", "rmse", "mae"):
-        predicted = np.asarray(model.predict_encoded(frame), dtype="float64")
-        y = np.asarray(y, dtype="float64")
-        if metric == "rmse":
-            return float(np.sqrt(np.mean((y - predicted) ** 2)))
-        if metric == "mae":
-            return float(np.mean(np.abs(y - predicted)))
-        total = float(np.sum((y - y.mean()) ** 2))
-        return 1.0 - float(np.sum((y - predicted) ** 2)) / total if total > 0 else math.nan
-    if metric == "log_loss":
-        return log_loss(y, model.predict_proba(frame))
-    if metric == "roc_auc":
-        return float(skm.roc_auc_score(y, model.predict_proba(frame)[:, 1])) if len(np.unique(y)) == 2 else math.nan
+    if METRICS[metric][0] == "regression":
+        return float(regression_metrics(y, model.predict_encoded(frame)).get(metric, math.nan))
     predicted = model.predict_encoded(frame)
-    if metric == "accuracy":
-        return float(np.mean(predicted == y))
-    labels = list(range(len(classes)))
-    average = {"f1_macro": "macro", "f1_weighted": "weighted"}.get(metric) or (
-        "binary" if len(classes) == 2 else "macro")
-    kwargs = {"labels": labels, "average": average, "zero_division": 0}
-    if average == "binary":
-        kwargs["pos_label"] = 1
-    function = {"precision": skm.precision_score, "recall": skm.recall_score}.get(metric, skm.f1_score)
-    return float(function(y, predicted, **kwargs))
+    if metric in ("f1_macro", "f1_weighted"):  # not among the reported metrics: the classes' F1, averaged
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(y, predicted, labels=list(range(len(classes))), zero_division=0,
+                              average=metric.removeprefix("f1_")))
+    return float(classification_metrics(y, predicted, model.predict_proba(frame), classes).get(metric, math.nan))
 
 
 def folds(y: np.ndarray, task: str, config: TrainingConfig) -> list[dict[str, np.ndarray]]:
