@@ -223,19 +223,22 @@ def test_a_search_whose_trials_all_fail_gives_up_naming_the_first_failure(kinds,
 
 
 def test_a_real_search_stops_at_its_budget(kinds):
-    """A forest (each trial ~1-2 s here) with 5 s and no trial limit: stopped by time, its wall time within the
-    budget plus one trial's worth of slack (the bound is one fold or forest stage; the slack is generous)."""
+    """A tree (each trial well under a second, even on a busy machine) with 5 s and no trial limit: stopped by
+    time, its wall time within the budget plus one fold's worth of slack (the bound is checked between folds;
+    the extra seconds are for a machine shared with other work). A forest here once took 3 s for its first
+    trial on a loaded CI machine and the run failed as "budget too small", which is the designed answer for a
+    budget that fits no trial, and not what this test is about."""
     frame, ttl = kinds
     started = time.monotonic()
-    result = train_and_evaluate(frame, ttl, "random_forest", config(budget_seconds=5))
+    result = train_and_evaluate(frame, ttl, "decision_tree", config(budget_seconds=5))
     run_seconds = time.monotonic() - started
 
     report = result.training_metrics["tuning"]
     slowest = max(t["seconds"] for t in report["trials"])
     assert report["stopped_by"] == "budget" and report["max_trials"] is None
     assert 1 <= len(report["trials"]) < trainer_schema.MAX_TUNING_TRIALS
-    assert report["wall_seconds"] <= 5 + slowest / tuning.FOLDS + 1.0
-    assert report["search_and_final_fit_seconds"] <= 5 + slowest + 1.0
+    assert report["wall_seconds"] <= 5 + slowest / tuning.FOLDS + 2.0
+    assert report["search_and_final_fit_seconds"] <= 5 + slowest + 2.0
     assert run_seconds < 5 + slowest + 10.0  # the evaluation after the final fit is outside the budget
 
 
