@@ -96,9 +96,15 @@ def _encode_column(column: Column, keep: list[int]) -> list[list[float]]:
 
 
 def _standardise(values: list[float]) -> list[float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    return [(v - mean) / std for v in values] if std > 0 else [0.0] * len(values)
+    """Zero mean, unit variance. Divided by the largest magnitude first, so values near the float limits
+    (1e300) neither overflow the sums to inf nor make NaNs."""
+    scale = max((abs(v) for v in values), default=0.0)
+    if not scale:
+        return [0.0] * len(values)
+    scaled = [v / scale for v in values]
+    mean = sum(scaled) / len(scaled)
+    std = math.sqrt(sum((v - mean) ** 2 for v in scaled) / len(scaled))
+    return [(v - mean) / std for v in scaled] if std > 0 else [0.0] * len(values)
 
 
 def folds(n: int) -> list[int]:
@@ -240,8 +246,15 @@ def _best_split(problem: Problem, rows: list[int], feature: int) -> tuple[float,
         if xs[p - 1] == xs[p]:
             continue
         if best is None or gains[p] > best[0] + 1e-12:
-            best = (gains[p], (xs[p - 1] + xs[p]) / 2)
+            best = (gains[p], _between(xs[p - 1], xs[p]))
     return best
+
+
+def _between(low: float, high: float) -> float:
+    """A threshold t with low <= t < high. The midpoint of two adjacent floats rounds to `high`, which
+    would send every row left and leave an empty leaf."""
+    middle = low + (high - low) / 2
+    return middle if low <= middle < high else low
 
 
 def _class_gains(ys: list, classes: int) -> list[float]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 from chalicelib.adapters.s3 import S3Object
@@ -169,3 +170,25 @@ def test_engine_without_target_uses_priors():
     assert result["task"] == "unknown" and result["score_basis"] == "prior_points"
     assert result["data_analysis"]["target"]["task"] == "unknown"
     assert "little data" in result["reasoning"]
+
+
+def test_the_tree_probe_splits_values_one_float_apart():
+    """Two feature values that are adjacent floats: their midpoint rounds to the larger one, and a split
+    there once sent every row left (an empty leaf, ZeroDivisionError, a 500 from recommend)."""
+    low = 0.3
+    high = math.nextafter(low, 1.0)
+    assert (low + high) / 2 == high  # the rounding this guards against
+    rows = 60
+    x = [[low if i % 2 else high] for i in range(rows)]
+    for task, y, classes in [("regression", [float(i % 2) for i in range(rows)], 0),
+                             ("classification", [i % 2 for i in range(rows)], 2)]:
+        problem = probes.Problem(x=x, y=y, task=task, classes=classes, dims=1, features_used=1, features_total=1)
+        scores = probes.cross_validate(problem)
+        assert scores["tree"] == 1.0, (task, scores)
+
+
+def test_standardised_values_near_the_float_limit_stay_finite():
+    values = [1e308, -1e308, 1.7e308, 0.0]
+    out = probes._standardise(values)
+    assert all(math.isfinite(v) for v in out)
+    assert abs(sum(out)) < 1e-9 and abs(sum(v * v for v in out) / len(out) - 1) < 1e-9
