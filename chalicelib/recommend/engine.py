@@ -5,6 +5,7 @@ calls the same functions, so what it measures is what the route answers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.ontology import OntologySummary
@@ -12,28 +13,66 @@ from chalicelib.recommend import probes as probe_lib
 from chalicelib.recommend import scoring
 from chalicelib.recommend.profile import analyze_ontology, choose_target, profile_data
 from chalicelib.recommend.sample import BOUND, Sample, merge_rows
+from chalicelib.recommend.selector import TOLERANCE, Selector, load_selector
 
 
-def recommend(summary: OntologySummary, samples: list[Sample], target_column: str | None = None,
-              rules: dict[str, Any] | None = None) -> dict[str, Any]:
-    rules = rules or scoring.load_rules()
+@dataclass
+class Analysis:
+    """What the recommender learns from the ontology and the samples before it scores any type: the input of
+    the selector, and what the benchmark caches per corpus task (`bench/recommend_meta.py`)."""
+
+    target: str | None
+    target_source: str
+    task: str
+    ontology: dict[str, Any]
+    data: dict[str, Any]
+    probes: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "target_source": self.target_source, "task": self.task,
+                "ontology": self.ontology, "data": self.data, "probes": self.probes}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Analysis:
+        return cls(raw["target"], raw["target_source"], raw["task"], raw["ontology"], raw["data"], raw["probes"])
+
+
+def analyze(summary: OntologySummary, samples: list[Sample], target_column: str | None = None) -> Analysis:
     target, source = choose_target(summary, target_column)
     ontology = analyze_ontology(summary, target)
     data, features, target_col = analyze_data(summary, samples, target)
     task = data.get("target", {}).get("task", "unknown")
     probes = run_probes(features, target_col, task)
-    rows = data.get("estimated_rows")
     if probes is not None:
         data["probes"] = probes
-        params = rules[task]
-        scores = scoring.to_scores(scoring.estimate(task, probes, rows, params))
-        basis = "estimated_test_metric"
-        facts = scoring.probe_facts(task, probes, rows, params)
+    return Analysis(target, source, task, ontology, data, probes)
+
+
+def recommend(summary: OntologySummary, samples: list[Sample], target_column: str | None = None,
+              selector: Selector | None = None) -> dict[str, Any]:
+    return decide(analyze(summary, samples, target_column), selector)
+
+
+def decide(analysis: Analysis, selector: Selector | None = None) -> dict[str, Any]:
+    """Scores, choice and reasons from an analysis: what the route answers and the benchmark measures."""
+    selector = selector or load_selector()
+    target, source = analysis.target, analysis.target_source
+    ontology, data, probes = analysis.ontology, dict(analysis.data), analysis.probes
+    task = analysis.task
+    if task == "unknown" and data.get("status") != "sampled" and ontology.get("target_task") in selector.priors:
+        task = ontology["target_task"]  # no rows: the ontology's range decides (boolean/enumerated: classes)
+    if probes is not None and task in selector.models:
+        probabilities = selector.probabilities(task, data, probes)
+        basis = "calibrated_probability"
+        facts = probe_facts(task, probes)
     else:
-        scores, facts = scoring.prior_scores(ontology, data.get("profile_summary"), rows)
-        basis = "prior_points"
+        probabilities = selector.prior(task)
+        basis = "base_rate"
+        facts = [base_rate_fact(task, selector)]
+    scores = {t: round(100 * probabilities[t], 1) for t in scoring.MODEL_TYPES}
     pick = scoring.choose(scores)
-    reasoning = [ontology_sentence(ontology), data_sentence(data), target_sentence(data, target, source, basis)]
+    reasoning = [ontology_sentence(ontology), data_sentence(data),
+                 target_sentence(data, ontology, target, source, task, basis)]
     reasoning += facts + [choice_sentence(pick, scores, basis)]
     data.pop("profile_summary", None)
     return {
@@ -126,30 +165,60 @@ def data_sentence(d: dict[str, Any]) -> str:
     return text
 
 
-def target_sentence(d: dict[str, Any], target: str | None, source: str, basis: str) -> str:
+def target_sentence(d: dict[str, Any], o: dict[str, Any], target: str | None, source: str, task: str,
+                    basis: str) -> str:
     if target is None:
         return ("There is no target (no target_column, and no datatype property named 'label' or 'target'), "
-                "so the task is unknown and the scores are prior points, not estimated metrics.")
+                "so the task is unknown and the scores are base rates over every corpus task.")
     described = d.get("target")
     if described is None:
-        return f"The target is '{target}' (from {source}); without sampled rows its task is unknown."
+        if task != "unknown":
+            return (f"The target is '{target}' (from {source}); without sampled rows the ontology decides the "
+                    f"task: its range is {o.get('target_kind')}, which makes this {task}.")
+        return (f"The target is '{target}' (from {source}); without sampled rows its task is unknown "
+                f"(an integer range can be classes or a quantity).")
     if described["task"] == "unknown":
-        return f"The target is '{target}' (from {source}) but {described['why']}, so the scores are prior points."
+        return f"The target is '{target}' (from {source}) but {described['why']}, so the scores are base rates."
     text = f"The target '{target}' (from {source}) makes this {described['task']}, because {described['why']}"
     balance = described.get("class_balance")
     if balance and balance.get("classes"):
         text += (f"; {balance['classes']} classes, the largest holds {100 * balance['majority_share']:.0f}% of "
                  f"sampled rows and the smallest {100 * balance['minority_share']:.0f}%")
-    if basis == "prior_points":
-        text += "; too few usable rows for the probes, so the scores are prior points"
+    if basis == "base_rate":
+        text += "; too few usable rows for the probes, so the scores are base rates"
     return text + "."
+
+
+def probe_facts(task: str, probes: dict[str, Any]) -> list[str]:
+    metric = "accuracy" if task == "classification" else "R²"
+    linear, tree = probes["linear"], probes["tree"]
+    facts = [
+        f"On {probes['rows']:,} sampled rows ({probes['folds']}-fold cross-validation), a linear model reaches "
+        f"{metric} {linear:.3f} and a depth-{probes['tree_depth']} tree {tree:.3f}."
+    ]
+    if tree - linear > 0.02:
+        facts.append(f"The tree beats the linear fit by {tree - linear:.3f}: the target depends on the features "
+                     "non-linearly.")
+    elif linear - tree > 0.02:
+        facts.append(f"The linear fit beats the tree by {linear - tree:.3f}: the relation is close to linear.")
+    else:
+        facts.append("The linear fit and the tree are within 0.02 of each other.")
+    return facts
+
+
+def base_rate_fact(task: str, selector: Selector) -> str:
+    kind = f"{task} tasks" if task in ("classification", "regression") else "tasks of either kind"
+    return (f"No probe could run, so each score is how often that type was within {TOLERANCE} of the best "
+            f"type on the {kind} of the selector's corpus.")
 
 
 def choice_sentence(pick: str, scores: dict[str, float], basis: str) -> str:
     ranked = sorted(scores, key=lambda t: (-scores[t], scoring.TIE_ORDER.index(t)))
     runner = ranked[1]
-    what = "estimated held-out score" if basis == "estimated_test_metric" else "prior score"
-    text = f"Recommended: {pick}, {what} {scores[pick]:.1f} of 100, ahead of {runner} ({scores[runner]:.1f})."
+    what = ("the calibrated probability" if basis == "calibrated_probability"
+            else "the base rate")
+    text = (f"Recommended: {pick}; {what} that it scores within {TOLERANCE} of the best of the four types is "
+            f"{scores[pick]:.1f}%, ahead of {runner} ({scores[runner]:.1f}%).")
     if scores[runner] == scores[pick]:
         text += f" The tie is broken by the fixed order {', '.join(scoring.TIE_ORDER)}."
     return text

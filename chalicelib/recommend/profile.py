@@ -50,7 +50,11 @@ def analyze_ontology(summary: OntologySummary, target: str | None) -> dict[str, 
     n_classes, n_object = len(summary.classes), len(summary.object_properties)
     weight = n_classes + n_object + len(props) / 5
     complexity = "simple" if weight <= 6 else "moderate" if weight <= 20 else "complex"
+    declared = next((p for p in props if p.name == target), None) if target else None
+    target_kind = column_kind(declared) if declared is not None else None
     return {
+        "target_kind": target_kind,
+        "target_task": ontology_task(target_kind),
         "classes": n_classes,
         "class_names": [c["name"] for c in summary.classes][:50],
         "datatype_properties": len(props),
@@ -66,6 +70,17 @@ def analyze_ontology(summary: OntologySummary, target: str | None) -> dict[str, 
         "target": target,
         "triples": summary.triples,
     }
+
+
+def ontology_task(kind: str | None) -> str:
+    """The task the target's declared range alone implies, as the trainer would type the column: a
+    boolean, string or enumerated (`owl:oneOf`, any non-XSD range) target is classes; a decimal is a
+    quantity; an integer can be either (the trainer decides by its distinct values), so it is unknown."""
+    if kind in ("string", "boolean"):
+        return "classification"
+    if kind == "number":
+        return "regression"
+    return "unknown"
 
 
 def choose_target(summary: OntologySummary, target_column: str | None) -> tuple[str | None, str]:

@@ -229,9 +229,9 @@ def sensor_data(api, project, ontology, s3):
 
 
 def recommend_replies(api, project, ontology_id) -> list:
-    """One recommendation on sampled data (probes run), one for an ontology without data (prior points)."""
+    """One recommendation on sampled data (probes run), one for an ontology without data (base rates)."""
     with_data = api.post(RECOMMEND, {"project_id": project, "ontology_id": ontology_id, "target_column": "temperature"})
-    assert with_data.status == 200 and with_data.json["score_basis"] == "estimated_test_metric", with_data
+    assert with_data.status == 200 and with_data.json["score_basis"] == "calibrated_probability", with_data
     bare = api.post(ONTOLOGIES, {"project_id": project, "name": "No data", "content": SENSOR_TTL}).json
     without = api.post(RECOMMEND, {"project_id": project, "ontology_id": bare["id"]})
     assert without.status == 200 and without.json["data_analysis"]["status"] == "no_data", without

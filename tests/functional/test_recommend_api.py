@@ -80,7 +80,7 @@ def test_contract_fields_and_ranges(api, project, flowers):
     assert data["target"]["task"] == "classification"
     assert data["target"]["class_balance"]["classes"] == 2
     assert data["has_free_text"] is False and data["missing_share"] == 0
-    assert body["task"] == "classification" and body["score_basis"] == "estimated_test_metric"
+    assert body["task"] == "classification" and body["score_basis"] == "calibrated_probability"
     # The XOR-like concept is invisible to a linear model and plain to a tree.
     assert data["probes"]["tree"] > data["probes"]["linear"] + 0.2
     assert body["recommended_type"] in ("random_forest", "decision_tree")
@@ -162,7 +162,7 @@ def test_no_data_falls_back_on_the_ontology_and_says_so(api, project, ontology):
     assert reply.status == 200, reply
     body = reply.json
     assert body["data_analysis"]["status"] == "no_data" and body["data_analysis"]["storage_configs"] == []
-    assert body["score_basis"] == "prior_points" and body["task"] == "unknown"
+    assert body["score_basis"] == "base_rate" and body["task"] == "unknown"
     assert "falls back on the ontology" in body["reasoning"] and "no target" in body["reasoning"].lower()
     assert set(body["all_scores"]) == TYPES and body["score"] == max(body["all_scores"].values())
 
@@ -185,7 +185,7 @@ def test_broken_data_is_200_with_the_problem_reported(api, project, s3, content,
     assert reply.status == 200, reply
     data = reply.json["data_analysis"]
     assert any(needle in p for p in data["problems"]), data["problems"]
-    assert data["status"] == "unreadable" and reply.json["score_basis"] == "prior_points"
+    assert data["status"] == "unreadable" and reply.json["score_basis"] == "base_rate"
     assert "falls back on the ontology" in reply.json["reasoning"]
 
 

@@ -10,6 +10,7 @@ from chalicelib.ontology import summarize
 from chalicelib.recommend import probes, sample, scoring
 from chalicelib.recommend.engine import recommend
 from chalicelib.recommend.profile import Column
+from chalicelib.recommend.selector import load_selector
 
 TTL = """\
 @prefix owl: <http://www.w3.org/2002/07/owl#> .
@@ -145,31 +146,26 @@ def test_ties_follow_the_documented_order():
     assert scoring.choose({**tied, "decision_tree": 80.1}) == "decision_tree"
 
 
-def test_estimates_follow_the_rule_table():
-    params = {"rf_offset": 0.01, "rf_gain": 0.5, "nn_offset": -0.02, "nn_gain": 0.0, "nn_rows": 0.0, "dt_offset": -0.05}
-    est = scoring.estimate("regression", {"linear": 0.6, "tree": 0.8}, 1000, params)
-    expected = {"regression": 0.6, "random_forest": 0.91, "neural_network": 0.58, "decision_tree": 0.75}
-    assert {t: round(v, 9) for t, v in est.items()} == expected
-    assert scoring.to_scores({**est, "regression": -0.4})["regression"] == 0.0
-
-
 def test_engine_linear_data_end_to_end():
     s3 = FakeS3({"data/part-0.csv": linear_csv(1500, noise=0.05)})
     result = recommend(summarize(TTL), [sample.sample_storage(s3, config())])
-    assert result["task"] == "regression" and result["score_basis"] == "estimated_test_metric"
+    assert result["task"] == "regression" and result["score_basis"] == "calibrated_probability"
     assert result["data_analysis"]["probes"]["linear"] > 0.99
-    assert result["all_scores"]["regression"] > 99
+    shipped = load_selector().probabilities("regression", result["data_analysis"], result["data_analysis"]["probes"])
+    assert result["all_scores"] == {t: round(100 * p, 1) for t, p in shipped.items()}
     assert result["recommended_type"] == scoring.choose(result["all_scores"])
+    assert result["score"] == result["all_scores"][result["recommended_type"]] == max(result["all_scores"].values())
     assert result == recommend(summarize(TTL), [sample.sample_storage(s3, config())])
 
 
-def test_engine_without_target_uses_priors():
+def test_engine_without_target_answers_the_base_rates():
     ttl = TTL.replace("ex:target", "ex:value")
     s3 = FakeS3({"data/part-0.csv": linear_csv(50).replace(b"target", b"value")})
     result = recommend(summarize(ttl), [sample.sample_storage(s3, config())])
-    assert result["task"] == "unknown" and result["score_basis"] == "prior_points"
+    assert result["task"] == "unknown" and result["score_basis"] == "base_rate"
     assert result["data_analysis"]["target"]["task"] == "unknown"
-    assert "little data" in result["reasoning"]
+    assert result["all_scores"] == {t: round(100 * p, 1) for t, p in load_selector().prior("unknown").items()}
+    assert "base rates" in result["reasoning"]
 
 
 def test_the_tree_probe_splits_values_one_float_apart():
