@@ -5,7 +5,7 @@ Python: no numpy, no scikit-learn, nothing but arithmetic on the analysis the ro
 
 For a task (classification or regression) and each model type, the selector holds one logistic model
 over the standardised meta-features (`meta_features`) followed by a monotone calibration map
-(piecewise linear through the points of an isotonic fit on leave-datasets-out predictions). Its output
+(piecewise linear through points of a Platt scaling fitted on leave-datasets-out predictions). Its output
 is the calibrated probability that the type's test score, trained by our trainer with a user's
 defaults, is within `TOLERANCE` (0.01 accuracy or R²) of the best of the four types. The route's
 `score` is that probability ×100 for the recommended type, `all_scores` the same for every type.
