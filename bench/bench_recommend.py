@@ -18,6 +18,7 @@ Sampling cost: recommend on a 1,000,000-row and a 10,000-row CSV in S3, median o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,7 +31,7 @@ from pathlib import Path
 from bench.report import markdown_table, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
-BUCKET = "bench-recommend-data"
+BUCKET = "ml-models-data-local"  # the local stage's data bucket: each project's data is under <project>/
 SECTION = "bench/bench_recommend.py"
 ROUTE_TASKS = 40
 
@@ -48,7 +49,8 @@ def app_over_moto(endpoint_url: str | None = None):
     from moto import mock_aws
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "APP_STAGE": "bench"})
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "APP_STAGE": "local",
+                       "AUTH_MODE": "off"})  # the route is measured here, not the sign-in (see bench_api)
     if endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
     else:
@@ -58,7 +60,8 @@ def app_over_moto(endpoint_url: str | None = None):
 
         os.environ.update(deploy_data_stores(endpoint_url))
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url)
-        s3.create_bucket(Bucket=BUCKET)
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=BUCKET)
         from app import app
         from chalicelib import wiring
 
@@ -139,7 +142,8 @@ def sampling_cost(api: Api, s3, repeats: int = 9) -> list[dict]:
     ttl = ontology_from_frame(big.head(100), "label", "Reading")
     bodies = []
     for i, (label, n, parts) in enumerate(LAYOUTS):
-        project, prefix = f"bench-cost-{i}", f"cost/{i}/"
+        project = f"bench-cost-{i}"
+        prefix = f"{project}/cost/"
         size = 0
         for p in range(parts):
             csv = big.iloc[p * n // parts:(p + 1) * n // parts].to_csv(index=False).encode()
@@ -203,7 +207,8 @@ def timed_sampling():
 def single_get_seconds(s3) -> dict[str, float]:
     """What one ranged GET of 1 KB costs on the emulator, from a 10,000-row and a 1,000,000-row object."""
     out = {}
-    keys = (("10,000-row object", "cost/0/part-00000.csv"), ("1,000,000-row object", "cost/2/part-00000.csv"))
+    keys = (("10,000-row object", "bench-cost-0/cost/part-00000.csv"),
+            ("1,000,000-row object", "bench-cost-2/cost/part-00000.csv"))
     for label, key in keys:
         times = []
         for _ in range(5):
@@ -227,7 +232,7 @@ def route_parity(api: Api, s3, names: list[str]) -> tuple[int, int, list[str]]:
         dataset = corpus.load(specs[name])
         project = f"bench-{i:03d}"
         onto, _ = api.dataset(s3, project, name, corpus.ontology_for(dataset),
-                              dataset.frame.to_csv(index=False).encode(), f"quality/{i:03d}/data.csv")
+                              dataset.frame.to_csv(index=False).encode(), f"{project}/quality/data.csv")
         answer = api.post("/api/ml-models/recommend",
                           {"project_id": project, "ontology_id": onto, "target_column": dataset.target})
         expected = decide(Analysis.from_dict(cached[name].analysis))

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 META = Path(__file__).resolve().parent / "recommend_meta.json"
-VERSION = 1
+VERSION = 2  # 2: probes standardise by the largest magnitude first (their scores moved in the last digits)
 LEFT_OUT = ("columns", "storage_configs", "profile_summary")
 
 
