@@ -47,6 +47,7 @@ lint: $(STAMP)
 ## Benchmarks: results are written to docs/BENCHMARKS.md (each script replaces its own section).
 bench: $(BENCH_STAMP)
 	$(PY) -m scripts.package --stage $(STAGE)
+	$(PY) -m bench.bench_cold_start
 	$(PY) -m bench.bench_api
 	$(PY) -m bench.bench_faults
 	$(PY) -m bench.bench_fuzz

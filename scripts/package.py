@@ -9,10 +9,17 @@
 2. Strings with `${...}` in the stage's environment variables and IAM policy become `Fn::Sub`,
    so .chalice/config.json and .chalice/policy-<stage>.json can name the account, region,
    stack and stack parameters (see docs/DEPLOY.md). Chalice itself would copy them verbatim.
-3. The zip must hold none of the trainer's libraries (torch, scikit-learn, pandas, pyarrow, numpy).
-4. cfn-lint checks the template; the zipped size is printed and written to docs/BENCHMARKS.md.
+3. The zip is rewritten without what the function never loads (`drop_reason`): botocore's models
+   of the ~400 AWS services the app does not call (it keeps `AWS_SERVICES`), Powertools features it
+   does not use, optional C speed-ups, test suites, stubs and install manifests. The rewrite is
+   deterministic (sorted entries, fixed timestamps and modes), and the result must fit
+   `TARGET_ZIPPED_BYTES` (10 MiB zipped).
+4. The zip must hold none of the trainer's libraries (torch, scikit-learn, pandas, pyarrow, numpy).
+5. cfn-lint checks the template; the sizes, before and after step 3, are printed and written to
+   docs/BENCHMARKS.md.
 
-Tests import `build()` (tests/infra); it does steps 1-3 and returns what it built.
+Tests import `build()` (tests/infra); it does steps 1-4 and returns what it built.
+tests/infra/test_infra_package_zip.py runs the app from nothing but the built zip.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +58,28 @@ FORBIDDEN_PACKAGES = ("torch", "sklearn", "scikit_learn", "pandas", "pyarrow", "
 ZIPPED_LIMIT_BYTES = 50 * 1024 * 1024
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 LINT_REGIONS = ("us-east-1", "eu-west-1")
+# What `make package` must stay under, zipped: a quarter of Lambda's limit, and a cold start that
+# downloads and unpacks 10 MiB rather than 28.
+TARGET_ZIPPED_BYTES = 10 * 1024 * 1024
+
+# The AWS services the function makes clients for; botocore's models of every other service are
+# dropped (15 of the 28 MB zipped). Found in the code, as tests/unit/test_package_services.py does:
+#   dynamodb                 PynamoDB (chalicelib/adapters/tables.py, dynamo.py)
+#   s3                       wiring.aws_client(settings, "s3"): artifacts and project data
+#   sts                      wiring.aws_client(settings, "sts"): per-run credentials; eks._aws_client: EKS tokens
+#   eks                      eks._aws_client("eks"): DescribeCluster for the endpoint and CA
+#   lambda                   wiring.predictor_client: the online predictor function
+#   apigatewaymanagementapi  wiring.management_client: WebSocket pushes
+# A client for a service not listed here fails at run time with UnknownServiceError, and that test
+# fails first.
+AWS_SERVICES = ("apigatewaymanagementapi", "dynamodb", "eks", "lambda", "s3", "sts")
+# Powertools' utilities that its Logger and metrics (all the app uses, chalicelib/observability.py)
+# import; its other utilities and its event handler (a web framework: the app's is Chalice) are dropped.
+POWERTOOLS_UTILITIES = ("jmespath_utils", "typing")
+# The app's own code is never trimmed.
+APP_CODE = ("app.py", "chalicelib/")
+# Every entry of the rewritten zip gets this timestamp (zip's epoch), so the same inputs give the same bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 # Chalice writes YAML when the merge template is YAML (intrinsics in their long form).
 TEMPLATE_NAME = "sam.yaml"
@@ -71,6 +100,30 @@ class ZipReport:
     forbidden: list[str]
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """What one `drop_reason` took out of chalice's zip."""
+
+    reason: str
+    files: int
+    unzipped_bytes: int
+    zipped_bytes: int  # as chalice had compressed them
+
+
+@dataclass(frozen=True)
+class Trim:
+    """Chalice's zip before the rewrite, and what the rewrite dropped."""
+
+    chalice_zipped_bytes: int
+    chalice_unzipped_bytes: int
+    dropped: list[Dropped]
+    services: list[str]  # the AWS services whose botocore models the zip keeps
+
+    @property
+    def dropped_unzipped_bytes(self) -> int:
+        return sum(d.unzipped_bytes for d in self.dropped)
+
+
 @dataclass
 class Package:
     stage: str
@@ -78,6 +131,7 @@ class Package:
     runtime: str
     seconds: float
     zip: ZipReport
+    trim: Trim
     reused_dependencies: bool
     template: dict[str, Any] = field(repr=False)
 
@@ -243,6 +297,108 @@ def inspect_zip(path: Path) -> ZipReport:
     )
 
 
+# ---- trimming the zip ---------------------------------------------------------------------------
+
+_SERVICE_MODEL = re.compile(r"botocore/data/([^/]+)/")
+_POWERTOOLS_UTILITY = re.compile(r"aws_lambda_powertools/utilities/([^/]+)/")
+BOTOCORE_CA_BUNDLE = "botocore/cacert.pem"
+
+
+def _matching(pattern: str) -> Callable[[str], bool]:
+    compiled = re.compile(pattern)
+    return lambda name: compiled.search(name) is not None
+
+
+def _unused_service_model(name: str) -> bool:
+    service = _SERVICE_MODEL.match(name)
+    return bool(service) and service.group(1) not in AWS_SERVICES
+
+
+def _unused_powertools(name: str) -> bool:
+    utility = _POWERTOOLS_UTILITY.match(name)
+    return name.startswith("aws_lambda_powertools/event_handler/") or (
+        bool(utility) and utility.group(1) not in POWERTOOLS_UTILITIES)
+
+
+# (why the function never loads them, which zip entries); the first that matches names the reason.
+# Bytecode (__pycache__) is kept: /var/task is read-only, so a .pyc shipped in the zip is the only
+# one a cold start can use.
+DROPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("botocore models of services the app never calls", _unused_service_model),
+    ("boto3's resource models (the app makes clients, never boto3.resource)",
+     lambda name: name.startswith("boto3/data/")),
+    ("PyYAML's C extension (no code asks for its C loaders; yaml falls back to Python)",
+     _matching(r"^(yaml/_yaml\.[^/]*\.so$|_yaml/)")),
+    ("charset_normalizer's compiled md/cd (the .py modules they shadow are kept)",
+     _matching(r"^charset_normalizer/[^/]+\.so$")),
+    ("botocore's CA bundle (botocore verifies with certifi's, which is kept)",
+     lambda name: name == BOTOCORE_CA_BUNDLE),
+    ("Powertools' event handler and utilities (the app uses only Logger and metrics)", _unused_powertools),
+    ("test suites inside packages", _matching(r"/tests?/")),
+    ("type stubs (.pyi)", lambda name: name.endswith(".pyi")),
+    ("pip's install manifests (RECORD: it would list the dropped files)",
+     lambda name: name.endswith(".dist-info/RECORD")),
+)
+
+
+def drop_reason(name: str, certifi: bool = True) -> str | None:
+    """Why the function never loads zip entry `name`, or None to keep it.
+
+    `certifi`: whether the zip holds certifi's CA bundle; botocore verifies with it when it is
+    importable (botocore.httpsession.get_cert_path), and with its own bundle only when it is not.
+    """
+    if name == APP_CODE[0] or name.startswith(APP_CODE[1:]):
+        return None
+    if name == BOTOCORE_CA_BUNDLE and not certifi:
+        return None
+    return next((reason for reason, matches in DROPS if matches(name)), None)
+
+
+def _mode(info: zipfile.ZipInfo) -> int:
+    """A regular file's mode bits for the zip: executable or not, nothing else from the build machine."""
+    executable = (info.external_attr >> 16) & 0o111
+    return (0o100755 if executable else 0o100644) << 16
+
+
+def trim_zip(path: Path) -> Trim:
+    """Rewrite the zip at `path` without what `drop_reason` names, deterministically."""
+    before = path.stat().st_size
+    with zipfile.ZipFile(path) as source:
+        infos = sorted((i for i in source.infolist() if not i.is_dir()), key=lambda i: i.filename)
+        certifi = any(i.filename == "certifi/cacert.pem" for i in infos)
+        dropped: dict[str, list[zipfile.ZipInfo]] = {}
+        kept: list[zipfile.ZipInfo] = []
+        for info in infos:
+            reason = drop_reason(info.filename, certifi=certifi)
+            (dropped.setdefault(reason, []) if reason else kept).append(info)
+        services = sorted({m.group(1) for i in kept if (m := _SERVICE_MODEL.match(i.filename))})
+        missing = sorted(set(AWS_SERVICES) - set(services))
+        if missing:
+            raise PackageError(f"botocore {_botocore_version(source)} in the zip has no model for "
+                               f"{', '.join(missing)} (AWS_SERVICES in scripts/package.py)")
+        rewritten = path.with_name(path.name + ".trimmed")
+        with zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+            for info in kept:
+                entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+                entry.create_system = 3  # unix: the mode bits below are what Lambda's unzip applies
+                entry.external_attr = _mode(info)
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                target.writestr(entry, source.read(info), compresslevel=9)
+    os.replace(rewritten, path)
+    return Trim(
+        chalice_zipped_bytes=before,
+        chalice_unzipped_bytes=sum(i.file_size for i in infos),
+        dropped=[Dropped(reason, len(group), sum(i.file_size for i in group), sum(i.compress_size for i in group))
+                 for reason, group in sorted(dropped.items(), key=lambda kv: -sum(i.compress_size for i in kv[1]))],
+        services=services,
+    )
+
+
+def _botocore_version(archive: zipfile.ZipFile) -> str:
+    found = [m.group(1) for n in archive.namelist() if (m := re.fullmatch(r"botocore-([^/]+)\.dist-info/METADATA", n))]
+    return found[0] if found else "(version unknown)"
+
+
 # ---- build --------------------------------------------------------------------------------
 
 
@@ -267,18 +423,31 @@ def build(stage: str, out_dir: Path | None = None, python: str | None = None,
     template = substitute(yaml.safe_load(template_path.read_text()))
     template_path.write_text(yaml.safe_dump(template, sort_keys=False, width=120))
     _check_runtime(template, runtime)
+    trim = trim_zip(out_dir / "deployment.zip")
     report = inspect_zip(out_dir / "deployment.zip")
+    check_zip(report, out_dir / "deployment.zip")
+    return Package(stage=stage, out_dir=out_dir, runtime=runtime, seconds=time.monotonic() - started, zip=report,
+                   trim=trim,
+                   reused_dependencies="Reusing existing deployment package" in result.stdout + result.stderr,
+                   template=template)
+
+
+def check_zip(report: ZipReport, path: Path) -> None:
+    """Raise PackageError if the zip holds a training library, or is over Lambda's limits or our target."""
     if report.forbidden:
         raise PackageError(
-            f"the Lambda package {out_dir / 'deployment.zip'} holds {', '.join(report.forbidden)}: "
+            f"the Lambda package {path} holds {', '.join(report.forbidden)}: "
             "training libraries belong to trainer/requirements.txt, not requirements.txt"
         )
     if report.zipped_bytes > ZIPPED_LIMIT_BYTES or report.unzipped_bytes > UNZIPPED_LIMIT_BYTES:
         raise PackageError(f"the Lambda package is over Lambda's limits: {_mb(report.zipped_bytes)} zipped, "
                            f"{_mb(report.unzipped_bytes)} unzipped (50 MB / 250 MB)")
-    return Package(stage=stage, out_dir=out_dir, runtime=runtime, seconds=time.monotonic() - started, zip=report,
-                   reused_dependencies="Reusing existing deployment package" in result.stdout + result.stderr,
-                   template=template)
+    if report.zipped_bytes > TARGET_ZIPPED_BYTES:
+        largest = ", ".join(f"{name} {_mb(size)}" for name, size in report.largest)
+        raise PackageError(f"the Lambda package is {report.zipped_bytes:,} bytes zipped, over the "
+                           f"{TARGET_ZIPPED_BYTES:,} of TARGET_ZIPPED_BYTES (largest unzipped: {largest}); "
+                           "a dependency belongs in requirements.txt only if the function imports it, and "
+                           "what it ships but never loads can go in DROPS")
 
 
 def _check_runtime(template: dict[str, Any], runtime: str) -> None:
@@ -298,12 +467,21 @@ def _mb(size: int) -> str:
 def benchmark_body(package: Package) -> str:
     from bench.report import markdown_table
 
-    z = package.zip
+    z, trim = package.zip, package.trim
     rows = [[package.stage, package.runtime, f"{_mb(z.zipped_bytes)} ({z.zipped_bytes:,} bytes)",
-             _mb(z.unzipped_bytes), f"{z.files:,}"]]
+             _mb(z.unzipped_bytes), f"{z.files:,}",
+             f"{_mb(trim.chalice_zipped_bytes)} zipped, {_mb(trim.chalice_unzipped_bytes)} unzipped"]]
+    dropped = [[d.reason, f"{d.files:,}", _mb(d.unzipped_bytes), _mb(d.zipped_bytes)] for d in trim.dropped]
+    dropped.append(["**all**", f"{sum(d.files for d in trim.dropped):,}", _mb(trim.dropped_unzipped_bytes),
+                    _mb(sum(d.zipped_bytes for d in trim.dropped))])
     largest = ", ".join(f"{name} {_mb(size)}" for name, size in z.largest)
     return (
-        markdown_table(["Stage", "Runtime", "Zipped (deployment.zip)", "Unzipped", "Files"], rows)
+        markdown_table(["Stage", "Runtime", "Zipped (deployment.zip)", "Unzipped", "Files",
+                        "chalice package's zip, before trimming"], rows)
+        + f"\n\nThe target is {_mb(TARGET_ZIPPED_BYTES)} zipped (`TARGET_ZIPPED_BYTES`; the build fails above it). "
+        + f"botocore models kept, of the services the app calls (`AWS_SERVICES`): {', '.join(trim.services)}. "
+        + "Dropped from chalice's zip (zipped as chalice compressed them; the rewrite recompresses at level 9):\n\n"
+        + markdown_table(["Dropped", "Files", "Unzipped", "Zipped"], dropped)
         + f"\n\nLargest entries, unzipped: {largest}. "
         + "No torch, scikit-learn, pandas, pyarrow or numpy (checked by `scripts/package.py`). "
         + "Lambda's limits for a zip package: 50 MB zipped, 250 MB unzipped. "
@@ -335,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{package.zip_path}: {_mb(z.zipped_bytes)} zipped ({z.zipped_bytes:,} bytes), "
           f"{_mb(z.unzipped_bytes)} unzipped, {z.files:,} files, runtime {package.runtime}, "
           f"built in {package.seconds:.1f} s")
+    trim = package.trim
+    print(f"  trimmed from chalice's {_mb(trim.chalice_zipped_bytes)} zipped / {_mb(trim.chalice_unzipped_bytes)} "
+          f"unzipped; botocore models kept: {', '.join(trim.services)}")
+    for d in trim.dropped:
+        print(f"  dropped {d.files:,} file{'s' if d.files > 1 else ''}, {_mb(d.unzipped_bytes)} unzipped: {d.reason}")
     if not args.no_benchmark:
         from bench.report import write_section
 
