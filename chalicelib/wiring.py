@@ -280,7 +280,7 @@ def dynamo_repositories(settings: Settings) -> Repositories:
 def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory = new_id,
                    repos: Repositories | None = None, launcher: Any = None, authenticator: Any = None,
                    credentials: Any = None, ws_poster: Any = None, metrics: Any = None,
-                   predictor: Any = None) -> Services:
+                   predictor: Any = None, notifier: Any = None) -> Services:
     """The whole graph. Any collaborator may be given (tests); the rest come from `settings`."""
     from chalicelib.services.access import AccessGuard
     from chalicelib.services.data_scope import DataScope
@@ -297,7 +297,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now, ids: IdFactory
 
     poster = ws_poster or ConnectionPoster(lambda endpoint: management_client(settings, endpoint),
                                            settings.websocket_endpoint_url)
-    notifier = Notifier(ConnectionStore(), poster, clock=clock, access=access)
+    notifier = notifier or Notifier(ConnectionStore(), poster, clock=clock, access=access)
     scope = DataScope.from_config(settings.data_buckets, settings.project_data_grants, settings.artifact_bucket)
     metrics = metrics or EmfRunMetrics(stage=settings.stage)
     settlement = RunSettlement(repos.models, repos.training_runs, notifier=notifier, metrics=metrics, clock=clock)

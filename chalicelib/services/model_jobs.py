@@ -123,7 +123,11 @@ class ModelJobService:
         return {}
 
     def after_success(self, job: ModelJob) -> None:
-        """What follows a job's success (an evaluation's verdict on the model)."""
+        """What follows a job's success (an evaluation's verdict on the model).
+
+        Called with the job's result before the job is marked succeeded, so that whoever sees the job
+        succeeded also sees its effect; it must be idempotent (a repeated callback or the reconciler
+        may call it again)."""
 
     def view_fields(self, job: ModelJob) -> dict[str, Any]:
         return {}
@@ -404,8 +408,9 @@ class ModelJobService:
 
     def _succeed(self, job: ModelJob, done: dict[str, Any]) -> None:
         result = self.result_of(job, done)
-        self.after_success(self._end(job.id, "succeeded", "the job wrote its output",
-                                     change=lambda j: j.but(result=result)))
+        self._require_live(job)
+        self.after_success(job.but(result=result))
+        self._end(job.id, "succeeded", "the job wrote its output", change=lambda j: j.but(result=result))
 
     def _end(self, job_id: str, status: str, note: str,
              change: Callable[[ModelJob], ModelJob] | None = None) -> ModelJob:

@@ -8,7 +8,7 @@ import threading
 import boto3
 import pytest
 from conftest import SettableClock, install_graph
-from fakes.collaborators import CannedPredictor
+from fakes.collaborators import CannedPredictor, RecordingNotifier
 from fakes.launcher import FakeLauncher
 from runs import own_artifact
 
@@ -113,6 +113,16 @@ def test_the_verdict_moves_the_model_between_trained_and_degraded(api, launcher,
     assert again["verdict"] == "within_bounds"
     model = api.get(f"/api/ml-models/{trained['id']}").json
     assert model["status"] == "trained" and "degraded_reason" not in model["metadata"]
+
+
+def test_the_model_is_judged_before_the_evaluation_shows_succeeded(api, clock, trained, storage):
+    """Whoever sees the evaluation succeeded (a client polling it) already sees its verdict on the model."""
+    notifier, fake = RecordingNotifier(), FakeLauncher()
+    install_graph(launcher=fake, clock=clock, predictor=CannedPredictor(), notifier=notifier)
+    evaluate(api, fake, trained, storage["id"], SHIFTED)
+    told = [e for e in notifier.events if e[0] == "status" or (e[0] == "evaluation" and e[3] == "succeeded")]
+    assert [e[0] for e in told] == ["status", "evaluation"], told
+    assert told[0][2:4] == ("trained", "degraded"), told
 
 
 def test_without_labels_drift_on_an_important_feature_degrades(api, launcher, trained, storage):
