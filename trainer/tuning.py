@@ -10,17 +10,25 @@ manifest's, and, thinned by `record_tuning`, the model record's).
 
 How a trial is scored: FOLDS-fold cross-validation of the training split (stratified for
 classification when every class has FOLDS rows, else plain k-fold; shuffled, seeded from random_seed;
-the same folds for every trial). In each fold the model is fitted by the trainer's own code
-(`trainer.models.fit_model`, the same a user's hyperparameters go to), on the fold's training part
-split into fit and validation rows exactly as a normal run splits its training split (validation_split,
-for early stopping and losses), and scored with `metric` on the fold's held-out part. The score of a
-trial is the mean over folds.
+the same folds for every trial), repeated REPEATS times with other shuffles when the training split
+has fewer than REPEATED_BELOW_ROWS rows (on small data one 3-fold split alone decides by noise). In
+each fold the model is fitted by the trainer's own code (`trainer.models.fit_model`, the same a user's
+hyperparameters go to), on the fold's training part split into fit and validation rows exactly as a
+normal run splits its training split (validation_split, for early stopping and losses), and scored
+with `metric` on the fold's held-out part. The score of a trial is the mean over folds.
 
 Search: Optuna's TPE sampler seeded from random_seed; trial 0 is the model type's defaults
 (`study.enqueue_trial`), so the best cross-validated score is never below the defaults'. Ties go to
 the earlier trial. The network's trials report their validation loss after every epoch (sign-flipped
 when the metric is maximised; step = fold x the epoch cap + epoch) to a MedianPruner (5 startup
 trials, 5 warm-up epochs), which stops trials that are worse than the median at the same epoch.
+
+Which trial is fitted (the one-standard-error rule against the defaults): the trial with the best mean
+score replaces the defaults only if its gain over them, the mean of the per-fold differences, is larger
+than the standard error of those differences (their standard deviation / sqrt(folds)). Otherwise the
+defaults are fitted: a gain inside the noise between folds is the search fitting the folds, and on
+unseen data it is as likely a loss. `best_*` in the report is the fitted trial; `selection` says what
+the search's top trial was, its gain, the standard error and whether the defaults were kept.
 
 Budget (`budget_seconds`, MIN_TUNING_SECONDS..MAX_TUNING_SECONDS) bounds the search plus the final fit:
 FINAL_FIT_FACTOR x the mean fold-fit time of the best trial (or of the current one, if slower) is
@@ -106,6 +114,9 @@ from trainer.ontology import Column
 from trainer.spec import TrainingConfig
 
 FOLDS = 3
+# Below this many training rows the FOLDS-fold split is repeated REPEATS times (other shuffles).
+REPEATED_BELOW_ROWS = 2000
+REPEATS = 2
 # The final fit is kept this many times the mean fold-fit time (it fits on ~1.5x a fold's rows).
 FINAL_FIT_FACTOR = 2.0
 PRUNER_STARTUP_TRIALS = 5
@@ -292,8 +303,14 @@ def score(metric: str, model, frame: pd.DataFrame, y: np.ndarray, classes: list 
     return float(classification_metrics(y, predicted, model.predict_proba(frame), classes).get(metric, math.nan))
 
 
+def repeats_for(rows: int) -> int:
+    """How many times the FOLDS-fold split is made (REPEATS below REPEATED_BELOW_ROWS training rows)."""
+    return REPEATS if rows < REPEATED_BELOW_ROWS else 1
+
+
 def folds(y: np.ndarray, task: str, config: TrainingConfig) -> list[dict[str, np.ndarray]]:
-    """Positions (into the training split) of each fold's fit, validation and held-out rows; seeded."""
+    """Positions (into the training split) of each fold's fit, validation and held-out rows; seeded. With
+    repeats, repeat r shuffles with random_seed + r."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     from trainer.pipeline import _split
@@ -303,13 +320,50 @@ def folds(y: np.ndarray, task: str, config: TrainingConfig) -> list[dict[str, np
         raise TrainingFailed(f"tuning needs at least {2 * FOLDS} training rows for {FOLDS}-fold cross-validation, "
                              f"got {len(y)}")
     stratified = task == "classification" and np.unique(y, return_counts=True)[1].min() >= FOLDS
-    splitter = (StratifiedKFold if stratified else KFold)(n_splits=FOLDS, shuffle=True,
-                                                          random_state=config.random_seed)
     out = []
-    for train, held_out in splitter.split(positions, y if stratified else None):
-        fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed)
-        out.append({"fit": fit, "validation": validation, "held_out": np.sort(held_out)})
+    for repeat in range(repeats_for(len(y))):
+        splitter = (StratifiedKFold if stratified else KFold)(n_splits=FOLDS, shuffle=True,
+                                                              random_state=config.random_seed + repeat)
+        for train, held_out in splitter.split(positions, y if stratified else None):
+            fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed)
+            out.append({"fit": fit, "validation": validation, "held_out": np.sort(held_out)})
     return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which completed trial is fitted: the top trial if it beats the defaults by more than one standard error."""
+
+    chosen: dict  # the trial record fitted
+    top: dict  # the trial with the best mean score
+    gain: float | None  # top − defaults, mean over folds, in the metric's better direction
+    standard_error: float | None
+    rule: str
+
+    def report(self) -> dict:
+        return {"rule": self.rule, "top_trial": self.top["number"], "top_score": self.top["score"],
+                "gain_over_defaults": None if self.gain is None else round(self.gain, 6),
+                "standard_error": None if self.standard_error is None else round(self.standard_error, 6),
+                "kept_defaults": self.chosen["number"] == 0 and self.top["number"] != 0}
+
+
+def select(trials: list[dict], fold_scores: dict[int, list[float]], top: dict, direction: str) -> Selection:
+    """The one-standard-error rule against the defaults (trial 0), on the paired per-fold differences."""
+    defaults = next((t for t in trials if t["number"] == 0 and t["state"] == "complete"), None)
+    if defaults is None:
+        return Selection(top, top, None, None, "the defaults did not complete: the top trial is fitted")
+    if top["number"] == 0:
+        return Selection(top, top, 0.0, None, "the defaults are the top trial")
+    sign = 1.0 if direction == "maximize" else -1.0
+    pairs = [(a, b) for a, b in zip(fold_scores[top["number"]], fold_scores[0], strict=True)
+             if math.isfinite(a) and math.isfinite(b)]
+    differences = np.array([sign * (a - b) for a, b in pairs])
+    gain = float(differences.mean()) if len(differences) else 0.0
+    error = float(differences.std(ddof=1) / math.sqrt(len(differences))) if len(differences) > 1 else math.inf
+    if gain > error:
+        return Selection(top, top, gain, error, "the top trial beats the defaults by more than one standard error")
+    return Selection(defaults, top, gain, error,
+                     "the top trial's gain over the defaults is within one standard error: the defaults are fitted")
 
 
 # --- the search ----------------------------------------------------------------------------------------------------
@@ -350,9 +404,10 @@ def tune(
     wall = clock() - search.started
     if search.best is None:
         raise TrainingFailed(search.no_trial_reason(wall))
-    best = dict(search.best["params"])
+    chosen = search.selection()
+    best = dict(chosen.chosen["params"])
     return TuningOutcome(config=with_params(config, best), best_params=best,
-                         report=search.report(wall, optuna.__version__))
+                         report=search.report(wall, optuna.__version__, chosen))
 
 
 class _Search:
@@ -369,6 +424,7 @@ class _Search:
         self.splits = folds(y, task, config)
         self.trials: list[dict] = []
         self.fold_seconds: dict[int, float] = {}  # completed trial -> its mean fold-fit seconds
+        self.fold_scores: dict[int, list[float]] = {}  # completed trial -> its score on each fold
         self.best: dict | None = None
         self.stopped_by: str | None = None
         # The network's intermediate values: its validation loss, signed as the study's direction wants.
@@ -399,7 +455,7 @@ class _Search:
         record: dict[str, Any] = {"number": trial.number, "params": params}
         started = self.clock()
         try:
-            value, fold_seconds = self.cross_validate(trial, with_params(self.config, params))
+            value, fold_seconds, fold_scores = self.cross_validate(trial, with_params(self.config, params))
         except _OverBudget:
             study.tell(trial, state=state.PRUNED)
             record.update(score=None, state="pruned", pruned_by="budget")
@@ -415,14 +471,15 @@ class _Search:
             study.tell(trial, value)
             record.update(score=value, state="complete")
             self.fold_seconds[trial.number] = fold_seconds
+            self.fold_scores[trial.number] = fold_scores
             if self.best is None or _better(value, self.best["score"], self.settings.direction):
                 self.best = record
         record["seconds"] = round(self.clock() - started, 3)
         self.trials.append(record)
 
-    def cross_validate(self, trial, config: TrainingConfig) -> tuple[float, float]:
-        """(mean score over the folds, mean fold-fit seconds); the clock is checked between folds and, through
-        the epoch hook, between forest stages and network epochs (_OverBudget)."""
+    def cross_validate(self, trial, config: TrainingConfig) -> tuple[float, float, list[float]]:
+        """(mean score over the folds, mean fold-fit seconds, each fold's score); the clock is checked between
+        folds and, through the epoch hook, between forest stages and network epochs (_OverBudget)."""
         import optuna
 
         scores, times = [], []
@@ -458,7 +515,7 @@ class _Search:
         value = float(np.nanmean(scores))
         if not math.isfinite(value):
             raise TrainingFailed(f"{self.settings.metric} is not finite ({value})")
-        return value, float(np.mean(times))
+        return value, float(np.mean(times)), scores
 
     def progress(self) -> dict:
         """The last trial as the progress callback's `tuning` object."""
@@ -468,16 +525,22 @@ class _Search:
                 "best_score": self.best["score"] if self.best else None, "metric": self.settings.metric,
                 "elapsed_seconds": round(self.elapsed(), 3)}
 
-    def report(self, wall: float, version: str) -> dict:
+    def selection(self) -> Selection:
+        return select(self.trials, self.fold_scores, self.best, self.settings.direction)
+
+    def report(self, wall: float, version: str, selection: Selection) -> dict:
         """training_metrics["tuning"] (the pipeline adds final_fit_seconds)."""
         space = searchable(self.model_type, self.task)
         first = self.trials[0]
+        repeats = repeats_for(len(self.y))
+        repeated = f", repeated {repeats} times" if repeats > 1 else ""
         return {
             "metric": self.settings.metric,
             "direction": self.settings.direction,
             "folds": FOLDS,
+            "repeats": repeats,
             "cv": f"{'stratified ' if self.task == 'classification' else ''}{FOLDS}-fold cross-validation of the "
-                  "training split (shuffled, seeded from random_seed); the test split is not used",
+                  f"training split (shuffled, seeded from random_seed{repeated}); the test split is not used",
             "sampler": f"optuna {version} TPESampler(seed={self.config.random_seed}); trial 0 is the defaults",
             "pruner": ("MedianPruner on the validation loss per epoch" if self.model_type == "neural_network"
                        else "none (trials stop early only at the budget)"),
@@ -486,9 +549,10 @@ class _Search:
             "searched": sorted(space - self.fixed),
             "fixed": sorted(space & self.fixed),
             "trials": self.trials,
-            "best_trial": self.best["number"],
-            "best_params": dict(self.best["params"]),
-            "best_score": self.best["score"],
+            "best_trial": selection.chosen["number"],
+            "best_params": dict(selection.chosen["params"]),
+            "best_score": selection.chosen["score"],
+            "selection": selection.report(),
             "default_score": first["score"] if first["number"] == 0 and first["state"] == "complete" else None,
             "wall_seconds": round(wall, 3),
             "reserved_final_fit_seconds": round(self.reserve(), 3),

@@ -156,8 +156,10 @@ class FakeClock:
 
 
 def slow_folds(monkeypatch, clock: FakeClock, seconds) -> None:
-    """Every fold fit takes seconds(call) on `clock` (call counts from 0)."""
+    """Every fold fit takes seconds(call) on `clock` (call counts from 0); one 3-fold split per trial (no
+    repeats: the arithmetic of these tests counts three folds a trial)."""
     real_fit, calls = tuning.fit_model, iter(range(10**6))
+    monkeypatch.setattr(tuning, "REPEATED_BELOW_ROWS", 0)
 
     def fit(*args, **kwargs):
         clock.now += seconds(next(calls))
@@ -333,7 +335,9 @@ def test_the_best_is_never_below_the_defaults_and_the_manifest_carries_the_searc
     first = report["trials"][0]
     assert first["number"] == 0 and first["params"] == {"min_samples_leaf": 1, "criterion": "gini"}  # the defaults
     assert report["direction"] == "minimize" and report["best_score"] <= report["default_score"] == first["score"]
-    assert report["best_score"] == min(t["score"] for t in report["trials"] if t["state"] == "complete")
+    top = min(t["score"] for t in report["trials"] if t["state"] == "complete")
+    assert report["selection"]["top_score"] == top
+    assert report["best_score"] == (first["score"] if report["selection"]["kept_defaults"] else top)
     assert report["fixed"] == ["max_depth"] and report["searched"] == ["criterion", "min_samples_leaf"]
     assert all("max_depth" not in t["params"] for t in report["trials"])  # the user's value is not searched
     estimator = result.model.pipeline[-1]
@@ -444,3 +448,61 @@ def test_a_tuned_trainer_process_reports_its_trials_and_publishes_the_search(rec
     manifest = load_model(complete["body"]["model_artifact_path"], s3).manifest
     assert manifest["training_metrics"]["tuning"] == search
     assert manifest["training_config"]["tuning"] == raw["tuning"] and "Optuna" in manifest["config_usage"]["tuning"]
+
+
+# --- 6. the one-standard-error rule: a gain inside the folds' noise keeps the defaults ------------------------------
+
+def trial(number: int, score: float) -> dict:
+    return {"number": number, "params": {"p": number}, "score": score, "state": "complete"}
+
+
+@pytest.mark.parametrize(("direction", "top_folds", "kept"), [
+    ("maximize", [0.85, 0.84, 0.86], False),  # +0.05 on every fold: a real gain
+    ("maximize", [0.90, 0.72, 0.82], True),  # +0.1, -0.08, +0.02: noise
+    ("minimize", [0.25, 0.26, 0.24], False),  # a loss 0.05 lower on every fold
+    ("minimize", [0.20, 0.38, 0.28], True),
+])
+def test_the_top_trial_replaces_the_defaults_only_beyond_one_standard_error(direction, top_folds, kept):
+    defaults_folds = [0.80, 0.80, 0.80] if direction == "maximize" else [0.30, 0.30, 0.30]
+    trials = [trial(0, float(np.mean(defaults_folds))), trial(1, 0.5), trial(2, float(np.mean(top_folds)))]
+    chosen = tuning.select(trials, {0: defaults_folds, 1: [0.5] * 3, 2: top_folds}, trials[2], direction)
+    assert chosen.top is trials[2] and chosen.chosen is (trials[0] if kept else trials[2])
+    assert chosen.report()["kept_defaults"] is kept and chosen.report()["top_trial"] == 2
+    assert chosen.gain == pytest.approx(abs(np.mean(top_folds) - np.mean(defaults_folds)))
+    differences = np.array(top_folds) - np.array(defaults_folds)
+    assert chosen.standard_error == pytest.approx(differences.std(ddof=1) / np.sqrt(3))
+
+
+def test_without_completed_defaults_the_top_trial_is_fitted():
+    failed = {"number": 0, "params": {}, "score": None, "state": "failed"}
+    top = trial(1, 0.7)
+    chosen = tuning.select([failed, top], {1: [0.7, 0.7, 0.7]}, top, "maximize")
+    assert chosen.chosen is top and chosen.report()["kept_defaults"] is False
+
+
+def test_small_training_splits_repeat_the_folds_with_other_shuffles():
+    y = np.array([0, 1] * 300)
+    small = tuning.folds(y, "classification", TrainingConfig.from_dict({"random_seed": 3}))
+    assert len(small) == tuning.FOLDS * tuning.REPEATS
+    for repeat in range(tuning.REPEATS):  # each repeat holds out every row exactly once
+        held = np.concatenate([f["held_out"] for f in small[repeat * tuning.FOLDS:(repeat + 1) * tuning.FOLDS]])
+        assert sorted(held.tolist()) == list(range(len(y)))
+    assert not np.array_equal(small[0]["held_out"], small[tuning.FOLDS]["held_out"])
+    large = tuning.folds(np.array([0, 1] * tuning.REPEATED_BELOW_ROWS), "classification",
+                         TrainingConfig.from_dict({"random_seed": 3}))
+    assert len(large) == tuning.FOLDS
+
+
+def test_a_real_gain_is_kept_and_reported():
+    """Noisy labels: an unlimited tree (the default) memorises the noise, a shallow one generalises, on every
+    fold; the search's gain is far beyond one standard error and its parameters are fitted."""
+    x, y = make_classification(900, len(FEATURES), n_informative=3, flip_y=0.3, random_state=5)
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame["label"] = [f"kind{value}" for value in y]
+    ttl = ontology_from_frame(frame, "label", "Noisy")
+    result = train_and_evaluate(frame, ttl, "decision_tree", config(max_trials=15))
+    report = result.training_metrics["tuning"]
+    assert report["repeats"] == tuning.REPEATS and "repeated 2 times" in report["cv"]
+    assert report["selection"]["kept_defaults"] is False and report["best_trial"] != 0
+    assert report["selection"]["gain_over_defaults"] > report["selection"]["standard_error"] > 0
+    assert report["best_score"] > report["default_score"] + 0.05
