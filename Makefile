@@ -33,8 +33,16 @@ run: $(STAMP)
 token:
 	@PROJECT="$(PROJECT)" ROLE="$(ROLE)" $(PY) -m scripts.token
 
-## All test tiers (unit, functional, integration, trainer) plus the linter.
-test: $(STAMP)
+# The console's browser tests (tests/console/) drive Debian's chromium through Playwright: the system
+# browser, never one Playwright downloads. Installed here when missing (CI runs as root; sudo otherwise).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+## All test tiers (unit, functional, integration, trainer, the console in a browser) plus the linter.
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -9,6 +9,9 @@ such limit; this raises the local one and otherwise runs the Chalice CLI as is.
 monitoring schedule run every minute. Here a daemon thread in the same process (where the
 local launcher keeps its trainer processes) runs the same handlers every
 LOCAL_RECONCILE_SECONDS (default 30; 0 turns both off).
+
+It also serves the web console's static files at /console/ (scripts/local_console.py), beside the API
+on the same port; CONSOLE_WEBSOCKET_URL tells the console where the WebSocket API is.
 """
 import logging
 import os
@@ -16,7 +19,9 @@ import sys
 import threading
 
 from chalice.cli import main
-from chalice.local import ThreadedHTTPServer
+from chalice.local import ChaliceRequestHandler, ThreadedHTTPServer
+
+from scripts import local_console
 
 ThreadedHTTPServer.request_queue_size = 256
 log = logging.getLogger("ml_models.local_reconciler")
@@ -34,6 +39,7 @@ def reconcile_every(seconds: float, stop: threading.Event) -> None:
 
 
 if __name__ == "__main__":
+    local_console.install(ChaliceRequestHandler, os.environ.get("CONSOLE_WEBSOCKET_URL") or None)
     period = float(os.environ.get("LOCAL_RECONCILE_SECONDS", "30") or 0)
     if period > 0:
         threading.Thread(target=reconcile_every, args=(period, threading.Event()), name="reconciler",

@@ -172,7 +172,7 @@ def run_log_dir(port: int) -> Path:
 
 def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str],
                     ws_management_port: int | None = None, auth_env: dict[str, str] | None = None,
-                    predictor_port: int | None = None) -> dict[str, str]:
+                    predictor_port: int | None = None, websocket_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(data_env)
     env.update(auth_env or {"AUTH_MODE": "off"})
@@ -186,6 +186,8 @@ def app_environment(endpoint_url: str | None, port: int, data_env: dict[str, str
     env.setdefault("LOCAL_RUN_LOG_DIR", str(run_log_dir(port)))
     if ws_management_port:
         env["WEBSOCKET_ENDPOINT_URL"] = f"http://127.0.0.1:{ws_management_port}"
+    if websocket_url:  # the web console at /console/ reads it from /console/config.json (scripts/local_console.py)
+        env["CONSOLE_WEBSOCKET_URL"] = websocket_url
     if predictor_port:  # online predictions: the predictor function's local twin (scripts/local_predictor.py)
         from scripts.local_predictor import DEFAULT_FUNCTION_NAME
 
@@ -286,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data stores ready: %s", ", ".join(f"{k}={v}" for k, v in sorted(data_env.items())))
     issuer = start_issuer(args.issuer_port) if args.auth == "on" else None
     env = app_environment(endpoint, args.port, data_env, args.ws_management_port,
-                          auth_environment(args.auth, issuer), predictor_port=args.predictor_port)
+                          auth_environment(args.auth, issuer), predictor_port=args.predictor_port,
+                          websocket_url=f"ws://localhost:{args.ws_port}")
     gateway = start_ws_gateway(args.ws_port, args.ws_management_port, env)
     predictor = start_predictor(args.predictor_port, env)
     log.info("predictor function (local twin) on http://127.0.0.1:%d", args.predictor_port)
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         api = start_api(args.port, env, host="127.0.0.1")
         log.info("API on http://localhost:%d, WebSocket on ws://localhost:%d  (Ctrl-C stops everything)",
                  args.port, args.ws_port)
+        log.info("web console on http://localhost:%d/console/ (sign in with a `make token` token)", args.port)
         log.info("trainer logs: %s/train-<run id>.log", env["LOCAL_RUN_LOG_DIR"])
         if issuer is None:
             log.warning("AUTHENTICATION IS OFF (AUTH=off): anyone reaching the API acts as an admin")
