@@ -61,6 +61,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.bench_fuzz
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_trainer
+	$(PY) -m bench.bench_trainer_start
 	$(PY) -m bench.bench_predictions
 	$(PY) -m bench.bench_recommend
 	$(PY) -m bench.bench_tuning

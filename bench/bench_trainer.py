@@ -115,18 +115,25 @@ def measure(command: list[str], env: dict) -> dict:
     return result
 
 
-def trainer_run(s3, env: dict, model_type: str, rows: int, uri: str, ontology: str, callback_url: str) -> dict:
-    model_id = f"bench-{model_type}-{rows}-{time.time_ns()}"
+def trainer_environment(env: dict, model_id: str, model_type: str, uri: str, fmt: str, ontology: str,
+                        callback_url: str, settings: dict, bucket: str = BUCKET) -> dict:
+    """The environment of one `python -m trainer` process training `model_type` on the data at `uri`."""
     spec = {
         "model_id": model_id, "run_id": "run-bench", "model_type": model_type, "version": 1,
         "ontology": {"id": "onto-bench", "content": ontology},
-        "storage": [{"id": "st", "uri": uri, "format": "parquet"}],
-        "training_config": {"train_test_split": 0.8, "random_seed": SEED, **SETTINGS[model_type]},
+        "storage": [{"id": "st", "uri": uri, "format": fmt}],
+        "training_config": {"train_test_split": 0.8, "random_seed": SEED, **settings},
     }
-    child_env = {
+    return {
         **env, "TRAINER_MODEL_ID": model_id, "TRAINER_RUN_ID": "run-bench", "TRAINER_CALLBACK_URL": callback_url,
-        "TRAINER_CALLBACK_TOKEN": "bench", "TRAINER_ARTIFACT_BUCKET": BUCKET, "TRAINER_SPEC": json.dumps(spec),
+        "TRAINER_CALLBACK_TOKEN": "bench", "TRAINER_ARTIFACT_BUCKET": bucket, "TRAINER_SPEC": json.dumps(spec),
     }
+
+
+def trainer_run(s3, env: dict, model_type: str, rows: int, uri: str, ontology: str, callback_url: str) -> dict:
+    model_id = f"bench-{model_type}-{rows}-{time.time_ns()}"
+    child_env = trainer_environment(env, model_id, model_type, uri, "parquet", ontology, callback_url,
+                                    SETTINGS[model_type])
     result = measure([sys.executable, "-m", "trainer"], child_env)
     if result["returncode"] == 0:
         manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"models/{model_id}/v1/manifest.json")["Body"].read())

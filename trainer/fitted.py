@@ -6,12 +6,16 @@ architecture config (JSON); the module itself is never pickled. Class targets ar
 trained on their index in `classes`, and predictions are mapped back to the labels.
 
 skops only loads types listed in `TRUSTED_TYPES`, which lives here, in our code: a
-file that needs anything else is refused.
+file that needs anything else is refused. skops is imported through `skops_io()` only,
+which keeps torch out of a process that has not loaded it (see there).
 """
 from __future__ import annotations
 
+import importlib.abc
 import io
 import json
+import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -67,9 +71,7 @@ class SklearnModel:
         return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)
 
     def files(self) -> dict[str, bytes]:
-        import skops.io as sio
-
-        return {SKLEARN_FILE: sio.dumps(self.pipeline)}
+        return {SKLEARN_FILE: skops_io().dumps(self.pipeline)}
 
     @classmethod
     def from_files(cls, files: dict[str, bytes], task: str, classes: list | None) -> SklearnModel:
@@ -106,13 +108,12 @@ class TorchModel:
         return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)
 
     def files(self) -> dict[str, bytes]:
-        import skops.io as sio
         import torch
 
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.network.state_dict().items()}, buffer)
         return {
-            PREPROCESSOR_FILE: sio.dumps(self.preprocessor),
+            PREPROCESSOR_FILE: skops_io().dumps(self.preprocessor),
             STATE_DICT_FILE: buffer.getvalue(),
             ARCH_FILE: json.dumps(self.arch, indent=2, sort_keys=True).encode(),
         }
@@ -154,10 +155,46 @@ def _require(files: dict[str, bytes], name: str) -> bytes:
 
 
 def _load_skops(files: dict[str, bytes], name: str):
-    import skops.io as sio
-
+    sio = skops_io()
     data = _require(files, name)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise ArtifactError(f"{name} contains types outside the trainer's trusted list: {', '.join(untrusted)}")
     return sio.loads(data, trusted=TRUSTED_TYPES)
+
+
+def skops_io():
+    """`skops.io`, imported without torch unless this process has already loaded torch.
+
+    Importing skops.io builds its default trusted-type list with `sklearn.utils.all_estimators()`, which
+    walks scikit-learn with `pkgutil.walk_packages`; the walk imports every package to look inside it,
+    `externals` too (all_estimators skips those modules only afterwards), and the vendored
+    `sklearn.externals.array_api_compat.torch` begins with `import torch` (~2 s). Nothing else in
+    scikit-learn or array_api_compat imports torch: they look for it in `sys.modules` (array-API dispatch
+    is off). So while this thread imports skops, torch is refused (`_RefuseTorch`): the walk skips that one
+    package, as it skips any package whose import fails, and skops' trusted lists come out the same
+    (`tests/trainer/test_trainer_imports.py` compares them).
+    With torch loaded (the network's path) skops is imported as is."""
+    refuse = None
+    if "torch" not in sys.modules and "skops.io" not in sys.modules:
+        refuse = _RefuseTorch(threading.get_ident())
+        sys.meta_path.insert(0, refuse)
+    try:
+        import skops.io
+    finally:
+        if refuse is not None:
+            sys.meta_path.remove(refuse)
+    return skops.io
+
+
+class _RefuseTorch(importlib.abc.MetaPathFinder):
+    """An import hook that answers "no module named torch" to one thread; other threads import as usual."""
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+
+    def find_spec(self, fullname, path=None, target=None):
+        if (fullname == "torch" or fullname.startswith("torch.")) and threading.get_ident() == self.thread:
+            raise ModuleNotFoundError("torch is kept out of the import of skops (trainer.fitted.skops_io)",
+                                      name=fullname)
+        return None

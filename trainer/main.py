@@ -107,9 +107,9 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
         data = {"synthetic": True, "objects": [], "rows": len(frame), "generator": "trainer.synthetic.synthetic_frame"}
     data["ontology_id"] = spec.ontology_id
     log.info("data ready", extra={"rows": len(frame), "synthetic": data["synthetic"], "model_type": spec.model_type})
-    from trainer.pipeline import train_and_evaluate  # scikit-learn (and torch) load only once data is ready
+    from trainer.pipeline import train_and_evaluate  # scikit-learn loads only once data is ready
 
-    configure_torch(settings.torch_threads, spec.config.random_seed)
+    seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
     result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
                                 on_trial=on_trial)
     files = result.model.files()
@@ -153,9 +153,18 @@ def _with_identity(spec, settings: Settings):
     return replace(spec, model_id=settings.model_id, run_id=settings.run_id)
 
 
-def configure_torch(threads: int, seed: int) -> None:
-    """Deterministic kernels and a bounded thread pool (more threads than cores only thrash)."""
+def seed_global_generators(model_type: str, threads: int, seed: int) -> None:
+    """numpy's global generator for every type; torch (a ~2 s import) is imported and set up only for the
+    network, the one type that uses it (`configure_torch`)."""
     import numpy as np
+
+    np.random.seed(seed)  # for any library that still draws from the global generator
+    if model_type == "neural_network":
+        configure_torch(threads, seed)
+
+
+def configure_torch(threads: int, seed: int) -> None:
+    """Deterministic kernels, a bounded thread pool (more threads than cores only thrash) and torch's seed."""
     import torch
 
     from trainer.models import default_jobs
@@ -165,7 +174,6 @@ def configure_torch(threads: int, seed: int) -> None:
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads or default_jobs())
     torch.manual_seed(seed)
-    np.random.seed(seed)  # for any library that still draws from the global generator
 
 
 def _raise_terminated(signum, frame) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import posixpath
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from trainer.errors import TrainingFailed
 from trainer.logs import get_logger
 from trainer.ontology import Column
+
+if TYPE_CHECKING:  # pandas loads with the first data object: a run that fails before (spec, version) skips it
+    import pandas as pd
 
 log = get_logger("storage")
 
@@ -136,6 +138,8 @@ def read_data_object(client, obj: DataObject, columns: list[Column], target: str
 
 
 def parse_bytes(body: bytes, fmt: str, key: str, wanted: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     compression = "gzip" if key.lower().endswith(".gz") else None
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -224,5 +228,10 @@ def load_training_data(client, storage, columns: list[Column], target: str, max_
     if rows == 0:
         where = ", ".join(location.uri for location in storage)
         raise TrainingFailed(f"no training data: {len(objects)} object(s) with 0 rows under {where}")
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        import pandas as pd
+
+        frame = pd.concat(frames, ignore_index=True)
+    else:
+        frame = frames[0]
     return LoadedData(frame=frame.reset_index(drop=True), lineage=lineage)
