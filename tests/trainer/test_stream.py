@@ -1,0 +1,332 @@
+"""`trainer.stream`: the part-file stream against the in-memory path it must equal (moto S3), its statistics
+against pandas and scikit-learn, the shuffled batches, the sample, and a tracemalloc bound on memory."""
+from __future__ import annotations
+
+import functools
+import io
+import tracemalloc
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from trainer_helpers import DATA_BUCKET, put_frame
+
+from trainer.features import FrameCoercer, target_values
+from trainer.ontology import Column
+from trainer.pipeline import encode_target, prepare_rows, split_positions
+from trainer.spec import TrainingConfig
+from trainer.storage import DataObject, list_data_objects, load_training_data, parse_bytes
+from trainer.stream import PartStream, s3_fetch, sample_positions, scan, statistics
+from trainer.stream_stats import FeatureStats, exact_medians
+
+COLUMNS = [
+    Column("age", "integer"), Column("income", "number"), Column("plan", "string"), Column("code", "string"),
+    Column("zone", "string"), Column("is_active", "boolean"), Column("signup", "datetime"), Column("label", "string"),
+]
+FEATURES = [c for c in COLUMNS if c.name != "label"]
+LABEL, INCOME = COLUMNS[-1], COLUMNS[1]
+POISON = "POISON"
+
+
+def part_frames(seed: int = 7, sizes=(400, 350, 300)) -> list[pd.DataFrame]:
+    """Parts whose dtypes differ (integers with and without missing values, string-kind columns holding
+    numbers of different dtypes per part), with missing targets and features."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for index, n in enumerate(sizes):
+        age = rng.integers(18, 80, n).astype("float64")
+        if index == 1:
+            age[rng.random(n) < 0.1] = np.nan
+        frame = pd.DataFrame({
+            "age": age if index == 1 else age.astype("int64"),
+            "income": np.where(rng.random(n) < 0.05, np.nan, rng.lognormal(10, 1, n).round(2)),
+            "plan": rng.choice(np.array(["basic", "plus", "pro", None], dtype=object), n, p=[.5, .3, .15, .05]),
+            "code": _codes(rng, n, index),
+            "zone": _zones(rng, n, index),
+            "is_active": rng.random(n) < 0.6,
+            "signup": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**7, n), unit="s"),
+            "label": rng.choice(np.array(["churn", "stay", "maybe", None], dtype=object), n, p=[.4, .4, .15, .05]),
+        })
+        parts.append(frame)
+    return parts
+
+
+def _codes(rng, n, index):
+    values = rng.integers(1, 6, n)
+    if index == 0:
+        return values  # int64
+    if index == 1:
+        return np.where(np.arange(n) > n - 30, np.nan, values)  # float64 (int64 in its first Parquet batches)
+    return np.array([f"c{v}" for v in values], dtype=object)
+
+
+def _zones(rng, n, index):
+    """String-kind numbers: int64 parts next to a float64 one (missing values late in the part, so its first
+    Parquet batches are int64 too). Concatenated whole, every part reads "3.0", not "3"."""
+    values = rng.integers(1, 4, n)
+    if index != 1:
+        return values
+    return np.where(np.arange(n) > n - 30, np.nan, values)
+
+
+def write_parts(s3, parts: list[pd.DataFrame], fmt: str) -> str:
+    prefix = f"stream-{uuid.uuid4().hex[:8]}"
+    for index, frame in enumerate(parts):
+        put_frame(s3, f"{prefix}/part-{index:03d}.{fmt}", frame, fmt)
+    put_frame(s3, f"{prefix}/_SUCCESS", pd.DataFrame(), "csv")
+    return f"s3://{DATA_BUCKET}/{prefix}"
+
+
+def open_stream(s3, uri: str, fmt: str, batch_rows: int = 97) -> PartStream:
+    objects = list_data_objects(s3, uri, fmt)
+    return PartStream(objects, [c.name for c in COLUMNS], LABEL.name, s3_fetch(s3), batch_rows=batch_rows)
+
+
+def in_memory(s3, uri: str, fmt: str) -> pd.DataFrame:
+    storage = [SimpleNamespace(uri=uri, format=fmt)]
+    return load_training_data(s3, storage, COLUMNS, LABEL.name, max_bytes=10**9).frame
+
+
+@pytest.fixture(scope="module", params=["parquet", "csv"])
+def dataset(request, s3):
+    parts = part_frames()
+    # Poison the rows that will be the test split: they must never appear in a stream of the fit rows.
+    uri = write_parts(s3, parts, request.param)
+    frame = in_memory(s3, uri, request.param)
+    kept, y_raw, task = prepare_rows(frame, LABEL)
+    _, y = encode_target(y_raw, task)
+    test = np.flatnonzero(target_values(LABEL, frame["label"], task).notna())[
+        split_positions(y, task, TrainingConfig(random_seed=3))["test"]]
+    for part, start in zip(parts, np.cumsum([0] + [len(p) for p in parts[:-1]]), strict=True):
+        local = test[(test >= start) & (test < start + len(part))] - start
+        part["plan"] = part["plan"].astype(object)
+        part.iloc[local, part.columns.get_loc("plan")] = POISON
+    uri = write_parts(s3, parts, request.param)
+    return SimpleNamespace(fmt=request.param, uri=uri, frame=in_memory(s3, uri, request.param), test=test)
+
+
+def test_rows_are_numbered_as_load_training_data_concatenates_them(s3, dataset):
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    first = list(stream.batches())
+    assert all(len(b.frame) <= 97 for b in first)
+    assert np.array_equal(np.concatenate([b.positions for b in first]), np.arange(len(dataset.frame)))
+    assert [b.part for b in first] == sorted(b.part for b in first)  # objects in listing order
+    assert stream.part_rows == [400, 350, 300]
+    assert [entry["rows"] for entry in stream.lineage()] == [400, 350, 300]
+    # After the first pass every batch has the concatenated frame's dtypes: the same frame, cell for cell.
+    again = pd.concat([b.frame for b in stream.batches()])
+    pd.testing.assert_frame_equal(again, dataset.frame)
+
+
+@pytest.mark.parametrize("target", [LABEL, INCOME, Column("age", "integer")], ids=lambda c: c.name)
+def test_scan_gives_the_in_memory_target_and_rows(s3, dataset, target):
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    result = scan(stream, target, [c for c in COLUMNS if c.name != target.name])
+    kept, y_raw, task = prepare_rows(dataset.frame, target)
+    classes, y = encode_target(y_raw, task)
+    assert (result.task, result.classes) == (task, classes)
+    assert result.y.dtype == y.dtype and np.array_equal(result.y, y)
+    expected_rows = np.flatnonzero(target_values(target, dataset.frame[target.name], task).notna())
+    assert np.array_equal(result.rows, expected_rows)
+    assert result.rows_read == len(dataset.frame)
+    pd.testing.assert_frame_equal(stream.gather(result.rows).reset_index(drop=True), kept)
+
+
+def _fit_rows(result):
+    return result.rows[split_positions(result.y, result.task, TrainingConfig(random_seed=3))["fit"]]
+
+
+@pytest.mark.parametrize("reservoir_size,collect_limit", [(8192, 65536), (16, 40)], ids=["reservoir", "search"])
+def test_statistics_equal_pandas_and_the_fitted_preprocessor(s3, dataset, reservoir_size, collect_limit):
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    fit = _fit_rows(scan(stream, LABEL))
+    stats = statistics(stream, FEATURES, fit, reservoir_size=reservoir_size, collect_limit=collect_limit, seed=5)
+    coercer = FrameCoercer(names=[c.name for c in FEATURES], kinds=[c.kind for c in FEATURES])
+    coerced = coercer.transform(dataset.frame.iloc[fit])
+    numeric, categorical = coercer.output_columns()
+    assert list(stats.numeric) == numeric and list(stats.categorical) == categorical and stats.rows == len(fit)
+    for name in numeric:
+        values, got = coerced[name], stats.numeric[name]
+        assert (got.count, got.missing) == (values.notna().sum(), values.isna().sum()), name
+        assert got.mean == pytest.approx(values.mean(), rel=1e-9), name
+        assert got.variance(1) == pytest.approx(values.var(), rel=1e-9), name
+        imputer = SimpleImputer(strategy="median").fit(values.to_frame())
+        assert got.median_exact and got.median == imputer.statistics_[0], name
+        scaler = StandardScaler().fit(imputer.transform(values.to_frame()))
+        mean, variance = got.imputed_moments(got.median)
+        assert mean == pytest.approx(scaler.mean_[0], rel=1e-9) and variance == pytest.approx(scaler.var_[0], rel=1e-9)
+    for name in categorical:
+        values, got = coerced[name], stats.categorical[name]
+        assert got.counts == values.dropna().value_counts().to_dict(), name
+        assert got.missing == values.isna().sum() and got.complete
+    assert set(stats.categorical["zone"].counts) == {"1.0", "2.0", "3.0"}  # as the concatenated frame reads
+    assert {"1", "1.0", "c1"} <= set(stats.categorical["code"].counts)
+    assert POISON not in stats.categorical["plan"].counts  # the test rows are not in the fit rows' statistics
+
+
+def test_scan_statistics_are_of_every_row_with_a_target(s3, dataset):
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    result = scan(stream, LABEL, FEATURES)
+    coerced = FrameCoercer(names=[c.name for c in FEATURES], kinds=[c.kind for c in FEATURES]).transform(
+        dataset.frame.iloc[result.rows])
+    for name in ("age", "income", "signup__hour", "is_active"):
+        assert result.stats.numeric[name].mean == pytest.approx(coerced[name].mean(), rel=1e-9)
+        assert result.stats.numeric[name].median == coerced[name].median()
+    assert result.stats.categorical["plan"].counts == coerced["plan"].dropna().value_counts().to_dict()
+
+
+@pytest.mark.parametrize("n", [1, 2, 999, 1000, 5001])
+@pytest.mark.parametrize("shape", ["normal", "ties", "zero_inflated", "skewed"])
+def test_exact_median_search_equals_numpy(n, shape):
+    rng = np.random.default_rng(n)
+    values = {"normal": rng.normal(0, 1, n), "ties": rng.integers(0, 4, n).astype(float),
+              "zero_inflated": np.where(rng.random(n) < 0.7, 0.0, rng.exponential(1, n)),
+              "skewed": rng.pareto(1.2, n) * -1}[shape]
+    values[rng.random(n) < 0.1] = np.nan
+    frames = [pd.DataFrame({"x": chunk}) for chunk in np.array_split(values, 7)]
+    stats = FeatureStats.empty(["x"], [], seed=1, reservoir_size=32)
+    for frame in frames:
+        stats.update(frame)
+    pending = stats.medians_from_reservoir()
+    exact_medians(stats, pending, lambda: iter(frames), collect_limit=50)
+    present = values[~np.isnan(values)]
+    expected = float(np.median(present)) if len(present) else 0.0
+    assert stats.numeric["x"].median_exact and stats.numeric["x"].median == expected
+
+
+def test_level_counts_are_capped_and_say_so():
+    stats = FeatureStats.empty([], ["s"], max_levels=3)
+    stats.update(pd.DataFrame({"s": ["a", "b", "c", "d", "a", np.nan]}))
+    stats.update(pd.DataFrame({"s": ["d", "a", "e"]}))
+    got = stats.categorical["s"]
+    assert len(got.counts) == 3 and got.counts["a"] == 3
+    assert got.overflow_rows == 3 and not got.complete and got.count == 8 and got.missing == 1
+
+
+def test_batches_for_yields_each_requested_row_once_per_epoch_in_a_seeded_order(s3, dataset):
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    result = scan(stream, LABEL)
+    fit_index = split_positions(result.y, result.task, TrainingConfig(random_seed=3))["fit"]
+    fit, y_fit = result.rows[fit_index], result.y[fit_index]
+    assert len(np.intersect1d(fit, dataset.test)) == 0
+
+    def epoch(number, seed=11):
+        return list(stream.batches_for(fit, y_fit, seed=seed, epoch=number, buffer_rows=250, batch_rows=64))
+
+    first = epoch(0)
+    order = np.concatenate([b.positions for b in first])
+    assert np.array_equal(np.sort(order), np.sort(fit)) and len(order) == len(fit)
+    assert all(len(b.positions) <= 64 for b in first)
+    frames = pd.concat([b.frame for b in first])
+    assert POISON not in set(frames["plan"].dropna()) and not np.isin(order, dataset.test).any()
+    assert np.array_equal(frames.index.to_numpy(), order)
+    pd.testing.assert_frame_equal(frames, dataset.frame.iloc[order])
+    lookup = dict(zip(fit.tolist(), y_fit.tolist(), strict=True))
+    assert np.concatenate([b.y for b in first]).tolist() == [lookup[p] for p in order.tolist()]
+    assert np.array_equal(order, np.concatenate([b.positions for b in epoch(0)]))  # reproducible
+    assert not np.array_equal(order, np.concatenate([b.positions for b in epoch(1)]))  # reshuffled per epoch
+    assert not np.array_equal(order, np.sort(order))
+
+
+def test_gather_returns_frame_iloc(s3, dataset):
+    stream = open_stream(s3, dataset.uri, dataset.fmt)
+    positions = np.random.default_rng(2).choice(len(dataset.frame), 300, replace=False)
+    pd.testing.assert_frame_equal(stream.gather(positions), dataset.frame.iloc[positions])
+    only_last_part = np.array([1049, 800, 1000])
+    pd.testing.assert_frame_equal(stream.gather(only_last_part), dataset.frame.iloc[only_last_part])
+    with pytest.raises(ValueError):
+        stream.gather(np.array([len(dataset.frame)]))
+
+
+def test_sample_positions_is_stratified_reproducible_and_recorded():
+    rng = np.random.default_rng(0)
+    y = rng.choice([0, 1, 2], 5000, p=[0.7, 0.25, 0.05])
+    positions = np.arange(10_000, 15_000)
+    chosen, record = sample_positions(y, positions, 1000, "classification", seed=4)
+    again, _ = sample_positions(y, positions, 1000, "classification", seed=4)
+    assert np.array_equal(chosen, again) and np.array_equal(chosen, np.sort(chosen))
+    assert len(chosen) == 1000 and np.isin(chosen, positions).all()
+    picked = y[chosen - 10_000]
+    for label in (0, 1, 2):
+        assert abs((picked == label).mean() - (y == label).mean()) < 0.002
+    assert record == {"rows_total": 5000, "cap": 1000, "random_seed": 4, "rows_sampled": 1000,
+                      "method": "sklearn.model_selection.train_test_split(stratified by target)"}
+    everything, record = sample_positions(y, positions, 6000, "classification", seed=4)
+    assert np.array_equal(everything, positions) and record["rows_sampled"] == 5000
+    _, record = sample_positions(rng.normal(size=5000), positions, 100, "regression", seed=4)
+    assert record["method"].endswith("(uniform)") and record["rows_sampled"] == 100
+
+
+# --- memory ---------------------------------------------------------------------------------------------
+
+WIDE_COLUMNS = 24
+PART_ROWS = 2000
+
+
+def synthetic_part(obj: DataObject) -> bytes:
+    """A CSV part made from its name (seeded); made once per test session, before memory is traced."""
+    return _synthetic_bytes(int(obj.key.split("-")[1].split(".")[0]))
+
+
+@functools.cache
+def _synthetic_bytes(index: int) -> bytes:
+    rng = np.random.default_rng(index)
+    frame = pd.DataFrame(rng.normal(size=(PART_ROWS, WIDE_COLUMNS)).round(4),
+                         columns=[f"x{i}" for i in range(WIDE_COLUMNS)])
+    frame["y"] = rng.normal(size=PART_ROWS).round(4)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def synthetic_stream(parts: int) -> PartStream:
+    objects = [DataObject(uri=f"mem://part-{i}.csv", bucket="mem", key=f"part-{i}.csv", etag="e", size=0,
+                          format="csv") for i in range(parts)]
+    columns = [f"x{i}" for i in range(WIDE_COLUMNS)] + ["y"]
+    return PartStream(objects, columns, "y", synthetic_part, batch_rows=500)
+
+
+def peak_bytes(run) -> int:
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_pass_keeps_peak_memory_bounded_as_rows_grow():
+    target = Column("y", "number")
+    features = [Column(f"x{i}", "number") for i in range(WIDE_COLUMNS)]
+    small, large = 3, 15
+    extra_rows = (large - small) * PART_ROWS
+
+    def scan_of(parts):
+        return lambda: scan(synthetic_stream(parts), target, features, reservoir_size=256)
+
+    def epoch_of(parts):
+        stream = synthetic_stream(parts)
+        result = scan(stream, target)
+        return lambda: sum(len(b.positions) for b in stream.batches_for(result.rows, result.y, seed=1,
+                                                                        buffer_rows=1000))
+
+    def whole_of(parts):
+        stream = synthetic_stream(parts)
+        return lambda: pd.concat([parse_bytes(synthetic_part(o), "csv", o.key, stream.wanted)
+                                  for o in stream.objects])
+
+    for index in range(large):
+        _synthetic_bytes(index)  # the parts' bytes exist before tracing: the peak is the pass's own memory
+    growth = {name: (peak_bytes(make(large)) - peak_bytes(make(small))) / extra_rows
+              for name, make in [("scan", scan_of), ("epoch", epoch_of), ("whole", whole_of)]}
+    # The 1-D target and positions (8 bytes a row each, plus the transient copies of concatenating and
+    # encoding them) may grow with rows; the 25 columns (200 bytes a row as float64) must not.
+    assert growth["whole"] > 190, growth  # the measure sees a frame that grows: the bound below means something
+    assert growth["scan"] < 64, growth
+    assert growth["epoch"] < 64, growth

@@ -1,0 +1,404 @@
+"""The training data as a stream of batches over its part files, with one part in memory at a time.
+
+What it hides: fetching and parsing each part (`fetch` returns its bytes; Parquet is read with
+`pyarrow.parquet.ParquetFile.iter_batches`, CSV / JSON lines with `trainer.storage.parse_bytes` and sliced),
+the global row numbering, dtype harmonisation across parts, the seeded file-and-buffer shuffle, and the passes
+that compute the target and the preprocessing statistics.
+
+Row numbering. Parts are read in the order given (`trainer.storage.list_data_objects`: location, then key),
+and rows are numbered 0..N-1 across them: exactly the row labels of the frame `load_training_data`
+concatenates from the same objects. Functions here take and return these global positions ("rows"); the
+in-memory pipeline's split positions are positions among the rows with a target value, so map them with
+`Scan.rows[split_positions]`.
+
+Dtypes. `load_training_data` concatenates whole parts, so a column's pandas dtype is promoted across them
+(a part of integers next to one with a missing value becomes float64; a string-kind column then reads
+"1.0", not "1"). Every full pass records each column's dtype per batch; later passes cast every batch to the
+dtype the concatenation would have had, so `gather`, `batches_for` and `statistics` see the in-memory values.
+The first pass (`scan`) cannot know it yet: its target is concatenated whole (identical by construction),
+but its feature statistics see each part's own dtype (only string-kind columns holding numbers in parts of
+different dtypes can differ; `statistics` over the fit rows, after the scan, is exact).
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from trainer.errors import TrainingFailed
+from trainer.ontology import Column
+from trainer.storage import DataObject, _describe, parse_bytes
+from trainer.stream_stats import (
+    DEFAULT_COLLECT_LIMIT,
+    DEFAULT_MAX_LEVELS,
+    DEFAULT_RESERVOIR_SIZE,
+    FeatureStats,
+    exact_medians,
+)
+
+DEFAULT_BATCH_ROWS = 50_000
+DEFAULT_BUFFER_ROWS = 200_000
+_POSITION = "__stream_position__"
+
+Fetch = Callable[[DataObject], bytes]
+
+
+def s3_fetch(client) -> Fetch:
+    """A part's bytes from S3, with If-Match on its listed ETag (as `read_data_object` reads it)."""
+
+    def fetch(obj: DataObject) -> bytes:
+        try:
+            return client.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"].read()
+        except Exception as exc:
+            raise TrainingFailed(f"cannot read {obj.uri}: {_describe(exc)}") from None
+
+    return fetch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive rows of one part: `frame` (the wanted columns, indexed by global position) from `offset`."""
+
+    frame: pd.DataFrame
+    offset: int
+    part: int
+
+    @property
+    def positions(self) -> np.ndarray:
+        return np.arange(self.offset, self.offset + len(self.frame))
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Requested rows in stream order (`batches_for`): the frame indexed by global position, and their y."""
+
+    frame: pd.DataFrame
+    positions: np.ndarray
+    y: np.ndarray | None
+
+
+@dataclass
+class PartStream:
+    """The rows of `objects` (in this order), restricted to `wanted` columns, `batch_rows` at a time."""
+
+    objects: Sequence[DataObject]
+    wanted: list[str]
+    target: str
+    fetch: Fetch
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    part_rows: list[int] | None = None  # rows per part, known after one full pass
+    _witness: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
+    dtypes: dict[str, object] | None = None  # the concatenated frame's dtype per column, after one full pass
+    _part_dtypes: list[dict[str, object]] = field(default_factory=list)
+
+    def batches(self, parts: Iterable[int] | None = None) -> Iterator[Batch]:
+        """Every row, in order (or the rows of `parts`, in that order); each batch at most `batch_rows` rows."""
+        if parts is None:
+            yield from self._full_pass()
+            return
+        offsets = self.offsets()
+        for part in parts:
+            yield from self._part_batches(part, int(offsets[part]))
+
+    def offsets(self) -> np.ndarray:
+        """The global position of each part's first row (and, last, the total): a counting pass if needed."""
+        if self.part_rows is None:
+            for _ in self._full_pass():
+                pass
+        return np.concatenate([[0], np.cumsum(self.part_rows, dtype="int64")])
+
+    @property
+    def total_rows(self) -> int:
+        return int(self.offsets()[-1])
+
+    def lineage(self) -> list[dict]:
+        """The run record's data lineage, as `load_training_data` writes it."""
+        counts = self.part_rows if self.part_rows is not None else [None] * len(self.objects)
+        return [{"uri": o.uri, "etag": o.etag, "size": o.size, "format": o.format, "rows": n}
+                for o, n in zip(self.objects, counts, strict=True)]
+
+    def _full_pass(self) -> Iterator[Batch]:
+        counts, offset = [], 0
+        witness: dict[str, dict[str, pd.Series]] = {}
+        part_dtypes = []
+        for part in range(len(self.objects)):
+            rows, part_witness = 0, {}
+            for batch in self._part_batches(part, offset + rows):
+                rows += len(batch.frame)
+                _observe(part_witness, batch.frame)
+                yield batch
+            counts.append(rows)
+            offset += rows
+            # A part's dtype is what its whole read gives (Parquet batches of one part may differ: int64 in a
+            # batch without a missing value, float64 in one with); the parts' dtypes then promote together.
+            part_dtypes.append(_common_dtypes(part_witness, self.wanted))
+            _observe(witness, pd.DataFrame({name: _concat(samples.values()) for name, samples in part_witness.items()}))
+        self.part_rows = counts
+        if self.dtypes is None:
+            self._part_dtypes, self.dtypes = part_dtypes, _common_dtypes(witness, self.wanted)
+
+    def _part_batches(self, part: int, offset: int) -> Iterator[Batch]:
+        obj = self.objects[part]
+        for frame in self._frames(obj):
+            if not len(frame):
+                continue
+            if self.dtypes is not None:
+                frame = _harmonise(_harmonise(frame, self._part_dtypes[part]), self.dtypes)
+            frame.index = pd.RangeIndex(offset, offset + len(frame))
+            yield Batch(frame=frame, offset=offset, part=part)
+            offset += len(frame)
+
+    def _frames(self, obj: DataObject) -> Iterator[pd.DataFrame]:
+        body = self.fetch(obj)
+        try:
+            if obj.format == "parquet":
+                yield from self._parquet_frames(obj, body)
+                return
+            frame = parse_bytes(body, obj.format, obj.key, self.wanted)
+        except TrainingFailed:
+            raise
+        except Exception as exc:
+            raise TrainingFailed(f"unreadable {obj.format} object {obj.uri}: {type(exc).__name__}: {exc}") from None
+        del body
+        frame = self._checked(frame, obj)
+        for start in range(0, len(frame), self.batch_rows):
+            yield frame.iloc[start:start + self.batch_rows].reset_index(drop=True)
+
+    def _parquet_frames(self, obj: DataObject, body: bytes) -> Iterator[pd.DataFrame]:
+        import pyarrow.parquet as pq
+
+        part = pq.ParquetFile(io.BytesIO(body))
+        present = [name for name in self.wanted if name in part.schema_arrow.names]
+        if present:
+            self._checked(pd.DataFrame(columns=present), obj)
+        for record_batch in part.iter_batches(batch_size=self.batch_rows, columns=present):
+            frame = record_batch.to_pandas() if present else pd.DataFrame(index=range(record_batch.num_rows))
+            yield frame.reindex(columns=self.wanted)
+
+    def _checked(self, frame: pd.DataFrame, obj: DataObject) -> pd.DataFrame:
+        """`read_data_object`'s rule: a declared column missing from a part with columns fails naming both."""
+        missing = [name for name in self.wanted if name not in frame.columns]
+        if missing and len(frame.columns) > 0:
+            if self.target in missing:
+                raise TrainingFailed(f"target column {self.target!r} is missing from {obj.uri}")
+            raise TrainingFailed(
+                f"feature column(s) declared in the ontology missing from {obj.uri}: {', '.join(missing)}")
+        return frame.reindex(columns=self.wanted)
+
+    def selected(self, positions: np.ndarray) -> Iterator[pd.DataFrame]:
+        """The rows at `positions` (any order; each once), in stream order, batch by batch; parts without
+        a requested row are not read."""
+        wanted = np.unique(np.asarray(positions, dtype="int64"))
+        offsets = self.offsets()
+        if len(wanted) and (wanted[0] < 0 or wanted[-1] >= offsets[-1]):
+            raise ValueError(f"positions must be within 0..{offsets[-1] - 1}")
+        parts = np.unique(np.searchsorted(offsets, wanted, side="right") - 1)
+        for batch in self.batches(parts.tolist()):
+            low, high = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch.frame)])
+            if high > low:
+                yield batch.frame.iloc[wanted[low:high] - batch.offset]
+
+    def gather(self, positions: np.ndarray) -> pd.DataFrame:
+        """`frame.iloc[positions]` of the concatenated frame (same order, index = global positions), reading
+        each part holding a requested row once. For a bounded sample: the result is in memory."""
+        positions = np.asarray(positions, dtype="int64")
+        pieces = list(self.selected(positions))
+        if not pieces:
+            return self._empty()
+        frame = pd.concat(pieces) if len(pieces) > 1 else pieces[0]
+        return frame.loc[positions]
+
+    def _empty(self) -> pd.DataFrame:
+        frame = pd.DataFrame(columns=self.wanted)
+        return _harmonise(frame, self.dtypes) if self.dtypes else frame
+
+    def batches_for(self, positions: np.ndarray, y: np.ndarray | None = None, *, seed: int, epoch: int = 0,
+                    buffer_rows: int = DEFAULT_BUFFER_ROWS, batch_rows: int | None = None) -> Iterator[Selected]:
+        """Every row at `positions` exactly once, shuffled: parts in a seeded random order, rows within a buffer
+        of `buffer_rows` (filled across parts) permuted, then yielded `batch_rows` at a time (default the
+        stream's). `y[i]` belongs to `positions[i]`. The order is a function of (seed, epoch) and the data
+        alone; a row not in `positions` is never yielded. Memory: the buffer, one part and one batch."""
+        positions = np.asarray(positions, dtype="int64")
+        if len(np.unique(positions)) != len(positions):
+            raise ValueError("positions must be distinct")
+        order = np.argsort(positions, kind="stable")
+        wanted, wanted_y = positions[order], (None if y is None else np.asarray(y)[order])
+        offsets = self.offsets()
+        rng = np.random.default_rng([seed, epoch])
+        parts = np.unique(np.searchsorted(offsets, wanted, side="right") - 1)
+        buffer = _ShuffleBuffer(rng, buffer_rows, batch_rows or self.batch_rows)
+        for batch in self.batches(rng.permutation(parts).tolist()):
+            low, high = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch.frame)])
+            if high > low:
+                rows = wanted[low:high]
+                yield from buffer.add(batch.frame.iloc[rows - batch.offset], rows,
+                                      None if wanted_y is None else wanted_y[low:high])
+        yield from buffer.flush()
+
+
+class _ShuffleBuffer:
+    def __init__(self, rng: np.random.Generator, buffer_rows: int, batch_rows: int) -> None:
+        self.rng, self.buffer_rows, self.batch_rows = rng, max(1, buffer_rows), max(1, batch_rows)
+        self.pieces: list[tuple[pd.DataFrame, np.ndarray, np.ndarray | None]] = []
+        self.rows = 0
+
+    def add(self, frame, positions, y) -> Iterator[Selected]:
+        self.pieces.append((frame, positions, y))
+        self.rows += len(positions)
+        if self.rows >= self.buffer_rows:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Selected]:
+        if not self.pieces:
+            return
+        frames, positions, ys = zip(*self.pieces, strict=True)
+        self.pieces, self.rows = [], 0
+        frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+        positions = np.concatenate(positions)
+        y = None if ys[0] is None else np.concatenate(ys)
+        shuffle = self.rng.permutation(len(positions))
+        for start in range(0, len(shuffle), self.batch_rows):
+            take = shuffle[start:start + self.batch_rows]
+            yield Selected(frame=frame.iloc[take], positions=positions[take], y=None if y is None else y[take])
+
+
+def _observe(witness: dict[str, dict[str, pd.Series]], frame: pd.DataFrame) -> None:
+    """Keep, per column and per dtype seen, one value (a non-missing one when there is): enough to know the
+    dtype `pd.concat` of all the parts gives."""
+    for name in frame.columns:
+        column = frame[name]
+        seen = witness.setdefault(name, {})
+        key = str(column.dtype)
+        if key in seen and seen[key].notna().any():
+            continue
+        present = column[column.notna()]
+        seen[key] = (present if len(present) else column).iloc[:1].reset_index(drop=True)
+
+
+def _concat(samples: Iterable[pd.Series]) -> pd.Series:
+    samples = list(samples)
+    return pd.concat(samples, ignore_index=True) if len(samples) > 1 else samples[0]
+
+
+def _common_dtypes(witness: dict[str, dict[str, pd.Series]], wanted: list[str]) -> dict[str, object]:
+    return {name: _concat(witness[name].values()).dtype for name in wanted if witness.get(name)}
+
+
+def _harmonise(frame: pd.DataFrame, dtypes: dict[str, object] | None) -> pd.DataFrame:
+    if not dtypes:
+        return frame
+    changes = {name: dtype for name, dtype in dtypes.items() if name in frame.columns and frame[name].dtype != dtype}
+    return frame.astype(changes) if changes else frame
+
+
+# --- passes ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scan:
+    """Pass 1: the rows with a target value (global positions, increasing), their encoded target, the task
+    and classes, exactly as `prepare_rows` + `encode_target` give them for the concatenated frame; and the
+    preprocessing statistics of those rows (when features were given)."""
+
+    rows: np.ndarray
+    y: np.ndarray
+    task: str
+    classes: list | None
+    rows_read: int
+    stats: FeatureStats | None = None
+
+
+def scan(stream: PartStream, target: Column, features: list[Column] | None = None, *, seed: int = 0,
+         reservoir_size: int = DEFAULT_RESERVOIR_SIZE, max_levels: int = DEFAULT_MAX_LEVELS) -> Scan:
+    """One pass over every row: the target column (kept whole: one 1-D array) and the statistics of `features`
+    over the rows with a target value. Medians are exact for columns whose values fit the reservoir, else an
+    estimate (`statistics` makes them exact with further passes)."""
+    from trainer.features import infer_task, target_values
+    from trainer.pipeline import encode_target, prepare_rows
+
+    coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
+    pieces, kept_in_batches = [], 0
+    for batch in stream.batches():
+        raw = batch.frame[target.name].copy()  # a copy: a column view would keep the batch's whole block alive
+        pieces.append(raw)
+        if stats is None:
+            continue
+        # Which rows have a target value does not depend on the task (integer targets coerce alike either way).
+        keep = target_values(target, raw, infer_task(target, raw)).notna().to_numpy()
+        kept_in_batches += int(keep.sum())
+        stats.update(coercer.transform(batch.frame.loc[keep]))
+    if not pieces:
+        names = ", ".join(o.uri for o in stream.objects)
+        raise TrainingFailed(f"no training data: {len(stream.objects)} object(s) with 0 rows ({names})")
+    column = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+    del pieces
+    frame = pd.DataFrame({target.name: column, _position_name(target): np.arange(len(column))})
+    kept, y_raw, task = prepare_rows(frame, target)
+    classes, y = encode_target(y_raw, task)
+    rows = kept[_position_name(target)].to_numpy(dtype="int64")
+    if stats is not None:
+        if kept_in_batches != len(rows):
+            raise AssertionError(f"streamed {kept_in_batches} rows with a target, the whole column {len(rows)}")
+        stats.medians_from_reservoir()
+    return Scan(rows=rows, y=y, task=task, classes=classes, rows_read=len(column), stats=stats)
+
+
+def _position_name(target: Column) -> str:
+    return _POSITION if target.name != _POSITION else _POSITION + "_"
+
+
+def _coercer_and_stats(features, seed, reservoir_size, max_levels):
+    if not features:
+        return None, None
+    from trainer.features import FrameCoercer
+
+    coercer = FrameCoercer(names=[c.name for c in features], kinds=[c.kind for c in features])
+    numeric, categorical = coercer.output_columns()
+    stats = FeatureStats.empty(numeric, categorical, seed=seed, reservoir_size=reservoir_size,
+                               max_levels=max_levels)
+    return coercer, stats
+
+
+def statistics(stream: PartStream, features: list[Column], positions: np.ndarray, *, seed: int = 0,
+               exact_median: bool = True, reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
+               max_levels: int = DEFAULT_MAX_LEVELS, collect_limit: int = DEFAULT_COLLECT_LIMIT) -> FeatureStats:
+    """The preprocessing statistics of the rows at `positions` (e.g. the fit rows) in one pass, plus, with
+    `exact_median`, the passes `exact_medians` needs for columns with more values than the reservoir holds
+    (none for those with fewer). Memory: the reservoirs, the capped levels and `collect_limit` values."""
+    coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
+
+    def coerced():
+        for frame in stream.selected(positions):
+            yield coercer.transform(frame)
+
+    for frame in coerced():
+        stats.update(frame)
+    pending = stats.medians_from_reservoir()
+    if exact_median and pending:
+        exact_medians(stats, pending, coerced, collect_limit)
+    return stats
+
+
+def sample_positions(y: np.ndarray, positions: np.ndarray, cap: int, task: str, seed: int) -> tuple[np.ndarray, dict]:
+    """At most `cap` of `positions` (sorted), reproducibly: stratified by `y` (aligned with `positions`) for
+    classification when every class has two rows and the cap and the remainder can each hold every class (the
+    rule `split_positions` applies), else uniformly; all of them when there are at most `cap`."""
+    from sklearn.model_selection import train_test_split
+
+    positions = np.asarray(positions, dtype="int64")
+    total = len(positions)
+    record = {"rows_total": total, "cap": int(cap), "random_seed": seed}
+    if total <= cap:
+        return np.sort(positions), {**record, "rows_sampled": total, "method": "all rows (not over the cap)"}
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and cap >= len(counts) and total - cap >= len(counts):
+            stratify = y
+    chosen, _ = train_test_split(positions, train_size=int(cap), random_state=seed, stratify=stratify)
+    method = "sklearn.model_selection.train_test_split(" + ("stratified by target)" if stratify is not None
+                                                             else "uniform)")
+    return np.sort(chosen), {**record, "rows_sampled": len(chosen), "method": method}
