@@ -111,7 +111,7 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
 
     seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
     result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
-                                on_trial=on_trial)
+                                on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)
     gate.check()

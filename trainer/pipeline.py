@@ -37,6 +37,10 @@ SPLIT_METHOD = "sklearn.model_selection.train_test_split(positions, stratified w
 IMPORTANCE_ROWS = 2000
 # The training split's predictions for the reference are made this many rows at a time (bounded memory).
 REFERENCE_BATCH_ROWS = 100_000
+# The tree types and the linear model fit on at most this many of the fit rows (a reproducible sample,
+# stratified for classification; TRAINER_FIT_SAMPLE_ROWS); the test metrics are over the whole test split.
+DEFAULT_FIT_SAMPLE_ROWS = 2_000_000
+SAMPLED_TYPES = ("decision_tree", "random_forest", "regression")
 
 
 @dataclass
@@ -62,8 +66,12 @@ def train_and_evaluate(
     training_config: dict | TrainingConfig,
     on_epoch: EpochHook | None = None,
     on_trial: TrialHook | None = None,
+    fit_sample_rows: int | None = DEFAULT_FIT_SAMPLE_ROWS,
 ) -> TrainingResult:
     """Fit `model_type` on `frame` as the ontology describes it; metrics are on the held-out split.
+
+    A tree type or the linear model whose fit split has more than `fit_sample_rows` rows fits on a sample
+    of that many (`sample_fit_rows`; None: never); `split.fit_sample` records it. The test split is whole.
 
     With training_config.tuning, hyperparameters are searched first (`trainer.tuning.tune`, on the training
     split only; `on_trial` hears of every trial) and the best are fitted here the normal way."""
@@ -79,6 +87,10 @@ def train_and_evaluate(
     classes, y = encode_target(y_raw, task)
     plan = plan_features(frame, columns, target)
     positions = split_positions(y, task, config)
+    fit_sample = None
+    if model_type in SAMPLED_TYPES and fit_sample_rows is not None:
+        positions["fit"], fit_sample = sample_fit_rows(y, positions["fit"], fit_sample_rows, task,
+                                                       config.random_seed)
     split = {name: (frame.iloc[rows], y[rows]) for name, rows in positions.items()}
     train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
     tuned = None
@@ -107,6 +119,10 @@ def train_and_evaluate(
     performance = finite_only(performance, dropped=dropped)
     training = finite_only(outcome.training_metrics, dropped=dropped)
     notes = outcome.warnings + [f"metric {path} was not finite and is omitted" for path in dropped]
+    if fit_sample is not None:
+        notes.append(f"fitted on a sample of {fit_sample['rows_sampled']:,} of the {fit_sample['rows_total']:,} "
+                     f"fit rows (TRAINER_FIT_SAMPLE_ROWS {fit_sample['cap']:,}); test metrics are over all "
+                     f"{len(positions['test']):,} test rows")
     preprocessor = model.preprocessor if isinstance(model, TorchModel) else model.pipeline[:-1]
     return TrainingResult(
         task=task,
@@ -124,6 +140,7 @@ def train_and_evaluate(
             "random_seed": config.random_seed,
             **{f"{name}_rows": len(rows) for name, rows in positions.items()},
             "test_positions_sha256": positions_digest(positions["test"]),
+            **({"fit_sample": fit_sample} if fit_sample is not None else {}),
         },
         config_usage=outcome.config_usage,
         warnings=notes,
@@ -167,6 +184,17 @@ def split_positions(y: np.ndarray, task: str, config: TrainingConfig) -> dict[st
     train, test = _split(positions, y, task, config.train_test_split, config.random_seed)
     fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed)
     return {"fit": fit, "validation": validation, "test": test}
+
+
+def sample_fit_rows(y: np.ndarray, fit: np.ndarray, cap: int, task: str,
+                    seed: int) -> tuple[np.ndarray, dict | None]:
+    """`fit`, or a reproducible sample of `cap` of its positions (stratified for classification) and the record
+    of it when there are more."""
+    if len(fit) <= cap:
+        return fit, None
+    from trainer.stream import sample_positions
+
+    return sample_positions(y[fit], fit, cap, task, seed)
 
 
 def _split(positions, y, task, train_fraction, seed):
