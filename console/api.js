@@ -1,6 +1,7 @@
-// Every HTTP route the console calls, in one place: tests/console/test_console_routes.py holds each
+// Every HTTP route the console calls, in one place: tests/console/test_console_files.py holds each
 // [method, path] here against docs/openapi.yaml, and checks that no other module names an /api/ path.
-// The console is a client of the same API as curl: same origin, the caller's bearer token, nothing else.
+// The console is a client of the same API as curl: its base URL (same origin unless config.json's
+// api_base_url says otherwise), the caller's bearer token, nothing else.
 
 export const ROUTES = {
   listModels: ["GET", "/api/ml-models"],
@@ -48,6 +49,8 @@ export function expand(template, params = {}) {
 /**
  * A client sending `token()` as the bearer token. `call(name, {params, query, body})` resolves to the
  * parsed JSON body (null for 204) or rejects with an ApiError; `onUnauthorized` hears every 401.
+ * `base` (a string, or a function read at each call) is the API's base URL: "" is this page's origin,
+ * where the local stack and the CloudFront distribution (/api/* → the API) both put it.
  */
 export function createClient({ token, onUnauthorized = () => {}, base = "" }) {
   async function call(name, { params = {}, query = {}, body } = {}) {
@@ -58,7 +61,8 @@ export function createClient({ token, onUnauthorized = () => {}, base = "" }) {
     for (const [key, value] of Object.entries(query)) {
       if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
     }
-    const url = base + expand(template, params) + (search.toString() ? `?${search}` : "");
+    const prefix = String((typeof base === "function" ? base() : base) || "").replace(/\/+$/, "");
+    const url = prefix + expand(template, params) + (search.toString() ? `?${search}` : "");
     const headers = { Accept: "application/json" };
     const bearer = token();
     if (bearer) headers.Authorization = `Bearer ${bearer}`;

@@ -1,8 +1,11 @@
 // The console's shell: sign-in, the hash router (#/, #/projects/<id>, #/projects/<id>/models/<id>) and
 // the projects page. The hash carries ids only; the token lives in sessionStorage (session.js).
+// config.json says where the API (api_base_url; this origin when absent) and the WebSocket are, and,
+// with `auth`, how to sign in through the hosted UI (oauth.js).
 
 import { createClient } from "./api.js";
 import { h, replace } from "./dom.js";
+import { beginSignIn, completeSignIn, redeemDemoCode, takeDemoCode, takeReturn } from "./oauth.js";
 import { clearToken, decodeClaims, expired, loadToken, principal, roleIn, saveToken } from "./session.js";
 import { notify, showError } from "./ui.js";
 import { createPage } from "./views/create.js";
@@ -10,11 +13,12 @@ import { modelsPage } from "./views/models.js";
 import { modelPage } from "./views/model.js";
 
 const main = document.getElementById("main");
-const state = { token: null, who: null, config: { websocket_url: null }, cleanup: null };
+const state = { token: null, who: null, config: { websocket_url: null, api_base_url: "", auth: null }, cleanup: null };
 
 const api = createClient({
   token: () => state.token,
-  onUnauthorized: (error) => signOut(`The API refused the token: ${error.message}. Paste a new one.`),
+  base: () => state.config.api_base_url || "",
+  onUnauthorized: (error) => signOut(`The API refused the token: ${error.message}. Sign in again.`),
 });
 
 function signIn(token) {
@@ -63,8 +67,25 @@ export function setCrumbs(items) {
   document.title = `${items.length ? items[items.length - 1].label + " · " : ""}ML Models console`;
 }
 
+function hostedSignIn(auth) {
+  const button = h("button", { type: "button", class: "primary", id: "sign-in-hosted", onclick: async () => {
+    button.disabled = true;
+    try {
+      await beginSignIn(auth);
+    } catch (error) {
+      button.disabled = false;
+      showError(new Error(`Cannot start the sign-in: ${error.message}.`));
+    }
+  } }, "Sign in with Cognito");
+  return h("section", { class: "card narrow", "aria-labelledby": "sign-in-hosted-title" },
+    h("h1", { id: "sign-in-hosted-title" }, "Sign in"),
+    h("p", { class: "help" }, "With your user of this stage's sign-in page; you come back here signed in."),
+    button);
+}
+
 function signInPage() {
   setCrumbs([{ label: "Sign in" }]);
+  const auth = state.config.auth;
   const input = h("input", { id: "token", type: "password", autocomplete: "off", spellcheck: "false", required: true,
     "aria-describedby": "token-help" });
   const form = h("form", { class: "card narrow", id: "sign-in", onsubmit: (event) => {
@@ -79,15 +100,23 @@ function signInPage() {
       input.focus();
     }
   } },
-  h("h1", {}, "Sign in"),
+  auth ? h("h2", {}, "Or paste a token") : h("h1", {}, "Sign in"),
   h("label", { for: "token" }, "Bearer token"),
   input,
-  h("p", { id: "token-help", class: "help" }, "Locally: ", h("code", {}, "make token PROJECT=proj-123 ROLE=editor"),
-    ". The token stays in this browser tab (session storage) and is sent only to this API."),
-  h("button", { type: "submit", class: "primary" }, "Sign in"));
+  h("p", { id: "token-help", class: "help" }, auth
+    ? "An ID token of this stage's user pool (docs/DEPLOY.md, step 12)."
+    : ["Locally: ", h("code", {}, "make token PROJECT=proj-123 ROLE=editor"), " (or the link `make run` prints)."],
+  " The token stays in this browser tab (session storage) and is sent only to this API."),
+  h("button", { type: "submit", class: auth ? "" : "primary" }, "Sign in"));
   // The input has no `name`: even if this form were ever submitted natively, the token would not go into a URL.
-  replace(main, form);
-  input.focus();
+  if (auth) {
+    const hosted = hostedSignIn(auth);
+    replace(main, hosted, form);
+    hosted.querySelector("button").focus();
+  } else {
+    replace(main, form);
+    input.focus();
+  }
 }
 
 function projectsPage() {
@@ -162,13 +191,32 @@ async function route() {
   replace(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ", h("a", { href: "#/" }, "Projects")));
 }
 
+/** A sign-in that came back in the URL (the hosted UI's code, the demo link's code), or nothing. */
+async function signInFromUrl() {
+  // Both take their code out of the address bar and the history before anything is sent anywhere.
+  const answer = takeReturn();
+  const demo = takeDemoCode();
+  try {
+    if (answer) {
+      if (!state.config.auth) throw new Error("this console has no hosted sign-in configured");
+      signIn(await completeSignIn(state.config.auth, answer));
+    } else if (demo) {
+      signIn(await redeemDemoCode(demo));
+    }
+  } catch (error) {
+    return error;
+  }
+  return null;
+}
+
 async function boot() {
   try {
     const response = await fetch("config.json", { cache: "no-store" });
-    if (response.ok) state.config = await response.json();
+    if (response.ok) state.config = { ...state.config, ...(await response.json()) };
   } catch {
-    // No config: the console works without live updates.
+    // No config: the console works without live updates or the hosted sign-in.
   }
+  const failed = await signInFromUrl();
   document.getElementById("skip").addEventListener("click", (event) => {
     event.preventDefault();
     main.focus();
@@ -177,8 +225,9 @@ async function boot() {
     showError(null);
     route();
   });
-  restore();
+  if (!state.token) restore();
   await route();
+  if (failed) showError(new Error(`The sign-in did not work: ${failed.message}.`));
   document.body.dataset.ready = "true";
 }
 

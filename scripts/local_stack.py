@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     env = app_environment(endpoint, args.port, data_env, args.ws_management_port,
                           auth_environment(args.auth, issuer), predictor_port=args.predictor_port,
                           websocket_url=f"ws://localhost:{args.ws_port}")
+    # The printed sign-in link's one-time code: scripts/local_console.py redeems it once for a demo editor's
+    # token (with the local issuer only: AUTH=off has no sign-in, and the console ignores it).
+    env["CONSOLE_DEMO_CODE"] = demo_code = secrets.token_urlsafe(24)
     gateway = start_ws_gateway(args.ws_port, args.ws_management_port, env)
     predictor = start_predictor(args.predictor_port, env)
     log.info("predictor function (local twin) on http://127.0.0.1:%d", args.predictor_port)
@@ -304,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("AUTHENTICATION IS OFF (AUTH=off): anyone reaching the API acts as an admin")
         else:
             log.info("tokens: make token PROJECT=proj-123 [ROLE=viewer|editor|admin]  (issuer %s)", issuer.url)
+            log.info("sign in as the demo editor of project demo: http://localhost:%d/console/#demo-sign-in=%s "
+                     "(works once; the link holds no token)", args.port, demo_code)
         while api.poll() is None and gateway.poll() is None and predictor.poll() is None:
             time.sleep(0.5)
         return 1

@@ -93,7 +93,14 @@ def _moto_process(port: int, log_file) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory):
+def console_env():
+    """More environment for the module's `chalice local`, given the API's base URL (a module overrides this:
+    CONSOLE_AUTH for the hosted sign-in, CONSOLE_DEMO_CODE for the demo link)."""
+    return lambda base: {}
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory, console_env):
     from scripts import local_issuer
 
     moto_port, api_port, ws_port, ws_management_port = free_port(), free_port(), free_port(), free_port()
@@ -111,6 +118,8 @@ def console_stack(tmp_path_factory):
         env["TRAINER_PROGRESS_INTERVAL"] = "0"  # a progress event per epoch, so the live curve has points
         env["LOCAL_RECONCILE_SECONDS"] = "0"
         env["TMPDIR"] = env["LOCAL_RUN_LOG_DIR"] = tempfile.mkdtemp(prefix="console-runs-")
+        env["CONSOLE_DEMO_KEY_DIR"] = str(key_dir)  # the demo sign-in (when asked for) mints with this issuer's key
+        env.update(console_env(f"http://127.0.0.1:{api_port}"))
         started.append(local_stack.start_ws_gateway(ws_port, ws_management_port, env, log_file=log))
         started.append(local_stack.start_api(api_port, env, log_file=log))
         yield ConsoleStack(f"http://127.0.0.1:{api_port}", ws_url, issuer, key_dir, log.name)

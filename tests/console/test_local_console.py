@@ -57,3 +57,92 @@ def test_nothing_outside_the_folder_nor_unknown_types_nor_dot_files(root, path):
 @pytest.mark.parametrize("path", ["/api/ml-models", "/consoles/", "/", "/api/console/x"])
 def test_other_paths_are_the_apis(root, path):
     assert local_console.answer(path, None, root) is None
+
+
+# ---- the hosted sign-in settings ---------------------------------------------------------------------
+
+AUTH = {"authorize_url": "https://idp.example.com/oauth2/authorize", "token_url": "https://idp.example.com/oauth2/token",
+        "client_id": "abc", "redirect_uri": "https://d1.cloudfront.net/", "scopes": "openid email"}
+
+
+def test_the_config_carries_checked_hosted_sign_in_settings_and_the_csp_lets_the_page_reach_the_token_endpoint(root):
+    status, headers, body = local_console.answer("/console/config.json", "ws://127.0.0.1:9", root, AUTH)
+    assert json.loads(body) == {"websocket_url": "ws://127.0.0.1:9", "auth": {**AUTH, "scopes": ["openid", "email"]}}
+    assert "connect-src 'self' ws://127.0.0.1:9 https://idp.example.com;" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("change", [
+    {"token_url": "http://idp.example.com/oauth2/token"},  # plain http off this machine
+    {"redirect_uri": "javascript:alert(1)"}, {"client_id": ""}, {"scopes": ["email"]}, {"secret": "x"},
+])
+def test_hosted_sign_in_settings_that_would_be_unsafe_or_unusable_are_refused(change):
+    with pytest.raises(ValueError):
+        local_console.check_auth({**AUTH, **change})
+
+
+# ---- the demo sign-in --------------------------------------------------------------------------------
+
+LOCAL = {"APP_STAGE": "local", "AUTH_MODE": "jwt", "AUTH_ISSUER": "http://127.0.0.1:8083",
+         "AUTH_AUDIENCE": "ml-models-local", "CONSOLE_DEMO_CODE": "one-time-code"}
+GOOD = {"Host": "localhost:8080", "Origin": "http://localhost:8080", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def demo(tmp_path):
+    return local_console.DemoSignIn.from_environ({**LOCAL, "CONSOLE_DEMO_KEY_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize("change", [
+    {"APP_STAGE": "dev"}, {"AUTH_MODE": "off"}, {"CONSOLE_DEMO_CODE": ""},
+    {"AUTH_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Pool"},
+])
+def test_the_demo_sign_in_exists_only_on_the_local_stage_with_the_local_issuer(change):
+    assert local_console.DemoSignIn.from_environ({**LOCAL, **change}) is None
+
+
+def test_the_demo_code_is_redeemed_once_for_a_short_lived_editor_token_in_the_body(demo, tmp_path):
+    import jwt
+
+    from scripts.local_issuer import jwks
+
+    status, headers, body = local_console.demo_sign_in(demo, GOOD, b'{"code": "one-time-code"}', "127.0.0.1")
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    answer = json.loads(body)
+    key = jwt.PyJWK(jwks(tmp_path)["keys"][0]).key
+    claims = jwt.decode(answer["token"], key, algorithms=["RS256"], audience="ml-models-local",
+                        issuer="http://127.0.0.1:8083")
+    assert claims["projects"] == {"demo": "editor"} and claims["exp"] - claims["iat"] <= 3600
+    assert (answer["project_id"], answer["expires_in"]) == ("demo", 3600)
+    status, _, body = local_console.demo_sign_in(demo, GOOD, b'{"code": "one-time-code"}', "127.0.0.1")
+    assert status == 403 and "used already" in json.loads(body)["message"] and b"eyJ" not in body
+
+
+@pytest.mark.parametrize("headers, body, client, status", [
+    (GOOD, b'{"code": "wrong"}', "127.0.0.1", 403),
+    (GOOD, b'{"code": "one-time-code"}', "192.168.1.20", 403),  # not from this machine
+    ({**GOOD, "Host": "evil.example:8080", "Origin": "http://evil.example:8080"}, b'{"code": "one-time-code"}',
+     "127.0.0.1", 403),  # DNS rebinding: another name for this machine
+    ({**GOOD, "Origin": "http://evil.example"}, b'{"code": "one-time-code"}', "127.0.0.1", 403),
+    ({k: v for k, v in GOOD.items() if k != "Origin"}, b'{"code": "one-time-code"}', "127.0.0.1", 403),
+    ({**GOOD, "Content-Type": "application/x-www-form-urlencoded"}, b"code=one-time-code", "127.0.0.1", 415),
+    (GOOD, b"not json", "127.0.0.1", 400),
+    (GOOD, b'{"code": 1}', "127.0.0.1", 400),
+])
+def test_the_demo_code_is_not_spent_by_a_request_from_elsewhere_or_malformed(demo, headers, body, client, status):
+    assert local_console.demo_sign_in(demo, headers, body, client)[0] == status
+    assert local_console.demo_sign_in(demo, GOOD, b'{"code": "one-time-code"}', "127.0.0.1")[0] == 200
+
+
+def test_without_a_demo_the_endpoint_is_not_there():
+    status, _, body = local_console.demo_sign_in(None, GOOD, b'{"code": "x"}', "127.0.0.1")
+    assert status == 404 and json.loads(body)["code"] == "not_found"
+
+
+def test_the_deployed_app_never_imports_the_local_console():
+    from pathlib import Path
+
+    root = Path(local_console.__file__).resolve().parents[1]
+    for source in [root / "app.py", *(root / "chalicelib").rglob("*.py")]:
+        text = source.read_text()
+        assert "local_console" not in text and "demo-sign-in" not in text, source
