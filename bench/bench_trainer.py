@@ -19,6 +19,7 @@ Both pay the interpreter's imports (~4-5 s here: scikit-learn pulls in torch).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -27,8 +28,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-trainer"
@@ -220,11 +223,12 @@ def _bare_torch(train_x, train_y, test_x, test_y) -> float:
 
 # ---- orchestration ----------------------------------------------------------------------------------------------
 
-def run(sizes: list[int], types: list[str]) -> list[list[object]]:
+@contextlib.contextmanager
+def trainer_world(bucket: str, drop_env: tuple[str, ...] = ("TRAINER_",)) -> Iterator[tuple[Any, dict, str]]:
+    """A moto server with `bucket`, and a callback receiver that answers 200: (s3 client, the environment of a
+    trainer process against them, the callback URL). Both are stopped on exit."""
     import boto3
     from moto.server import ThreadedMotoServer
-
-    from trainer.ontology import ontology_from_frame
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -233,15 +237,25 @@ def run(sizes: list[int], types: list[str]) -> list[list[object]]:
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{port}"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRAINER_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(drop_env)},
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT),
     }
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                      aws_secret_access_key="bench")
-    s3.create_bucket(Bucket=BUCKET)
-    rows_out = []
     try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                          aws_secret_access_key="bench")
+        s3.create_bucket(Bucket=bucket)
+        yield s3, env, f"http://127.0.0.1:{receiver.server_port}"
+    finally:
+        receiver.shutdown()
+        server.stop()
+
+
+def run(sizes: list[int], types: list[str]) -> list[list[object]]:
+    from trainer.ontology import ontology_from_frame
+
+    rows_out = []
+    with trainer_world(BUCKET) as (s3, env, callback_url):
         for size in sizes:
             frame = make_frame(size)
             buffer = io.BytesIO()
@@ -253,14 +267,11 @@ def run(sizes: list[int], types: list[str]) -> list[list[object]]:
             megabytes = len(buffer.getvalue()) / 2**20
             del frame, buffer
             for model_type in types:
-                ours = trainer_run(s3, env, model_type, size, uri, ontology, f"http://127.0.0.1:{receiver.server_port}")
+                ours = trainer_run(s3, env, model_type, size, uri, ontology, callback_url)
                 base = bare_run(env, model_type, uri)
                 rows_out.append(_row(model_type, size, megabytes, ours, base))
                 print(json.dumps({"type": model_type, "rows": size, "trainer": ours, "bare": base},
                                  default=str)[:2000], file=sys.stderr, flush=True)
-    finally:
-        receiver.shutdown()
-        server.stop()
     return rows_out
 
 

@@ -29,17 +29,14 @@ import argparse
 import io
 import json
 import logging
-import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from bench.bench_trainer import MODEL_TYPES, _Ok, free_port, make_frame, trainer_environment
+from bench.bench_trainer import MODEL_TYPES, make_frame, trainer_environment, trainer_world
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-trainer-start"
@@ -114,29 +111,11 @@ def _group(name: str) -> str:
 
 
 def measure(types: list[str], repeat: int) -> list[dict]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     from trainer.ontology import ontology_from_frame
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's access log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Ok)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TRAINER_", "PYTHONPROFILEIMPORTTIME"))},
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT),
-    }
-    callback_url = f"http://127.0.0.1:{receiver.server_port}"
     results = []
-    try:
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                          aws_secret_access_key="bench")
-        s3.create_bucket(Bucket=BUCKET)
+    with trainer_world(BUCKET, drop_env=("TRAINER_", "PYTHONPROFILEIMPORTTIME")) as (s3, env, callback_url):
         frame = make_frame(ROWS)
         buffer = io.BytesIO()
         frame.to_csv(buffer, index=False)
@@ -156,9 +135,6 @@ def measure(types: list[str], repeat: int) -> list[dict]:
             result["other_imports"] = result["other"] + (result["torch"] if model_type == "neural_network" else 0)
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
-    finally:
-        receiver.shutdown()
-        server.stop()
     return results
 
 
