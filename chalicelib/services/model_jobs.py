@@ -408,7 +408,6 @@ class ModelJobService:
 
     def _succeed(self, job: ModelJob, done: dict[str, Any]) -> None:
         result = self.result_of(job, done)
-        self._require_live(job)
         self.after_success(job.but(result=result))
         self._end(job.id, "succeeded", "the job wrote its output", change=lambda j: j.but(result=result))
 
