@@ -129,11 +129,17 @@ def read_data_object(client, obj: DataObject, columns: list[Column], target: str
         raise
     except Exception as exc:
         raise TrainingFailed(f"unreadable {obj.format} object {obj.uri}: {type(exc).__name__}: {exc}") from None
+    return with_declared_columns(frame, wanted, target, obj.uri)
+
+
+def with_declared_columns(frame: pd.DataFrame, wanted: list[str], target: str, uri: str) -> pd.DataFrame:
+    """`frame` as the `wanted` columns; a declared column missing from an object that has columns fails naming
+    it and the object (an object without columns is all missing values)."""
     missing = [name for name in wanted if name not in frame.columns]
     if missing and len(frame.columns) > 0:
         if target in missing:
-            raise TrainingFailed(f"target column {target!r} is missing from {obj.uri}")
-        raise TrainingFailed(f"feature column(s) declared in the ontology missing from {obj.uri}: {', '.join(missing)}")
+            raise TrainingFailed(f"target column {target!r} is missing from {uri}")
+        raise TrainingFailed(f"feature column(s) declared in the ontology missing from {uri}: {', '.join(missing)}")
     return frame.reindex(columns=wanted)
 
 

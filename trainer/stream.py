@@ -30,7 +30,7 @@ import pandas as pd
 
 from trainer.errors import TrainingFailed
 from trainer.ontology import Column
-from trainer.storage import DataObject, _describe, parse_bytes
+from trainer.storage import DataObject, _describe, parse_bytes, with_declared_columns
 from trainer.stream_stats import (
     DEFAULT_COLLECT_LIMIT,
     DEFAULT_MAX_LEVELS,
@@ -180,13 +180,7 @@ class PartStream:
 
     def _checked(self, frame: pd.DataFrame, obj: DataObject) -> pd.DataFrame:
         """`read_data_object`'s rule: a declared column missing from a part with columns fails naming both."""
-        missing = [name for name in self.wanted if name not in frame.columns]
-        if missing and len(frame.columns) > 0:
-            if self.target in missing:
-                raise TrainingFailed(f"target column {self.target!r} is missing from {obj.uri}")
-            raise TrainingFailed(
-                f"feature column(s) declared in the ontology missing from {obj.uri}: {', '.join(missing)}")
-        return frame.reindex(columns=self.wanted)
+        return with_declared_columns(frame, self.wanted, self.target, obj.uri)
 
     def selected(self, positions: np.ndarray) -> Iterator[pd.DataFrame]:
         """The rows at `positions` (any order; each once), in stream order, batch by batch; parts without
