@@ -53,15 +53,18 @@ SETTINGS_TEXT = {
 }
 
 
-def make_frame(rows: int, seed: int = SEED):
+def make_frame(rows: int, seed: int = SEED, relation_seed: int | None = None):
+    """`rows` rows drawn with `seed`; the target's relation to the features is drawn with the same generator,
+    or with `relation_seed` (so that parts drawn with different seeds share one relation)."""
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(seed)
+    relation = rng if relation_seed is None else np.random.default_rng(relation_seed)
     x = rng.normal(size=(rows, NUMERIC))
-    weights = rng.normal(size=NUMERIC)
+    weights = relation.normal(size=NUMERIC)
     cats = rng.integers(0, LEVELS, size=(rows, CATEGORICAL))
-    effects = rng.normal(size=(CATEGORICAL, LEVELS))
+    effects = relation.normal(size=(CATEGORICAL, LEVELS))
     score = x @ weights / np.sqrt(NUMERIC) + np.sin(2 * x[:, 0]) + effects[0][cats[:, 0]] + effects[1][cats[:, 1]]
     score += rng.normal(scale=0.5, size=rows)
     frame = pd.DataFrame(x, columns=[f"num_{i:02d}" for i in range(NUMERIC)])

@@ -28,7 +28,6 @@ class Settings:
     callback_backoff: float = 1.0
     callback_timeout: float = 10.0
     progress_interval: float = 2.0
-    max_data_bytes: int = 2 * 1024**3
     # The tree types and the linear model fit on at most this many rows (trainer.pipeline; 0: all rows).
     fit_sample_rows: int = 2_000_000
     torch_threads: int = 0  # 0: min(4, os.cpu_count())
@@ -63,7 +62,6 @@ class Settings:
             callback_backoff=_number(env, c.CALLBACK_BACKOFF, 1.0, float, minimum=0),
             callback_timeout=_number(env, c.CALLBACK_TIMEOUT, 10.0, float, minimum=0.1),
             progress_interval=_number(env, c.PROGRESS_INTERVAL, 2.0, float, minimum=0),
-            max_data_bytes=_number(env, c.MAX_DATA_BYTES, 2 * 1024**3, int, minimum=1),
             fit_sample_rows=_number(env, c.FIT_SAMPLE_ROWS, 2_000_000, int, minimum=0),
             torch_threads=_number(env, c.TORCH_THREADS, 0, int, minimum=0),
             region=env.get(c.AWS_REGION) or env.get(c.AWS_DEFAULT_REGION) or None,

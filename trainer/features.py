@@ -84,6 +84,10 @@ def plan_features(frame: pd.DataFrame, columns: list[Column], target: Column) ->
             excluded[column.name] = reason
         else:
             kept.append(column)
+    return _plan(kept, excluded, target)
+
+
+def _plan(kept: list[Column], excluded: dict[str, str], target: Column) -> FeaturePlan:
     if not kept:
         raise TrainingFailed(
             f"no usable feature columns besides target {target.name!r}"
@@ -93,21 +97,49 @@ def plan_features(frame: pd.DataFrame, columns: list[Column], target: Column) ->
 
 
 def _exclusion_reason(series: pd.Series, column: Column) -> str | None:
-    if is_identifier_name(column.name):
-        return "identifier-like name"
-    if column.kind != "string":
-        return None
+    if is_identifier_name(column.name) or column.kind != "string":
+        return column_exclusion(column, 0, 0, 0)
     values = series.dropna()
     if values.empty:
         return None
     text = values.astype(str)
-    unique = text.nunique()
-    if text.str.len().mean() > FREE_TEXT_MEAN_LENGTH:
+    return column_exclusion(column, len(text), text.nunique(), int(text.str.len().sum()))
+
+
+def plan_features_from_stats(columns: list[Column], target: Column, stats) -> FeaturePlan:
+    """`plan_features` for data read as a stream: the same rules, decided from the level counts of every string
+    column over the rows with a target (`trainer.stream.scan`'s `FeatureStats`)."""
+    kept, excluded = [], {}
+    for column in columns:
+        if column.name == target.name:
+            continue
+        levels = stats.categorical.get(column.name) if column.kind == "string" else None
+        reason = (column_exclusion(column, levels.count, len(levels.counts), levels.length_sum,
+                                   more_levels=not levels.complete)
+                  if levels is not None else column_exclusion(column, 0, 0, 0))
+        if reason:
+            excluded[column.name] = reason
+        else:
+            kept.append(column)
+    return _plan(kept, excluded, target)
+
+
+def column_exclusion(column: Column, count: int, distinct: int, length_sum: int, *,
+                     more_levels: bool = False) -> str | None:
+    """Why `column` is not a feature, or None: the one rule of both plans. `count` non-missing values as text,
+    `distinct` of them distinct, `length_sum` characters in all; `more_levels`: `distinct` is only a lower
+    bound (a streamed count stopped at its cap), and the column then counts as high-cardinality."""
+    if is_identifier_name(column.name):
+        return "identifier-like name"
+    if column.kind != "string" or count == 0:
+        return None
+    if length_sum / count > FREE_TEXT_MEAN_LENGTH:
         return f"free text: mean length over {FREE_TEXT_MEAN_LENGTH} characters"
-    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique == len(text):
+    if count >= MIN_ROWS_FOR_UNIQUENESS_RULE and distinct == count:
         return "identifier-like: a distinct value in every row"
-    if len(text) >= MIN_ROWS_FOR_UNIQUENESS_RULE and unique > HIGH_CARDINALITY_RATIO * len(text):
-        return f"free text / high cardinality: {unique} distinct values in {len(text)} rows"
+    if count >= MIN_ROWS_FOR_UNIQUENESS_RULE and (distinct > HIGH_CARDINALITY_RATIO * count or more_levels):
+        over = "over " if more_levels else ""
+        return f"free text / high cardinality: {over}{distinct} distinct values in {count} rows"
     return None
 
 

@@ -1,6 +1,6 @@
 """`python -m trainer`: a thin main() around the pure steps.
 
-settings -> spec -> data (S3 or synthetic) -> train_and_evaluate -> files + manifest
+settings -> spec -> data (S3 parts streamed, or synthetic) -> train_streamed / train_and_evaluate -> files + manifest
 -> upload -> complete callback. Any failure, and SIGTERM, ends in exactly one fail
 report and a non-zero exit code. A run the control plane has ended (cancelled, superseded)
 publishes nothing: the trainer asks right before it writes (`PublishGate`).
@@ -80,7 +80,7 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
     from trainer.credentials import aws_session
     from trainer.ontology import choose_target, parse_columns
     from trainer.spec import parse_spec
-    from trainer.storage import load_training_data, read_spec, s3_client
+    from trainer.storage import list_storage_objects, read_spec, s3_client
 
     s3 = s3_client(settings.endpoint_url, aws_session(settings))
     spec = parse_spec(settings.spec_json if settings.spec_json is not None else read_spec(s3, settings.spec_uri))
@@ -97,21 +97,27 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
     columns = parse_columns(spec.ontology_ttl)
     target = choose_target(columns, spec.config.target_column)
     if spec.storage:
-        loaded = load_training_data(s3, spec.storage, columns, target.name, settings.max_data_bytes)
-        frame = loaded.frame
-        data = {"synthetic": False, "objects": loaded.lineage, "rows": len(frame)}
+        from trainer.pipeline import train_streamed  # scikit-learn loads only once there is data to read
+        from trainer.stream import PartStream, s3_fetch
+
+        stream = PartStream(list_storage_objects(s3, spec.storage), wanted=[c.name for c in columns],
+                            target=target.name, fetch=s3_fetch(s3))
+        log.info("data listed", extra={"objects": len(stream.objects), "model_type": spec.model_type})
+        seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
+        result = train_streamed(stream, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
+                                on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
+        data = {"synthetic": False, "objects": stream.lineage(), "rows": stream.total_rows}
     else:
+        from trainer.pipeline import train_and_evaluate
         from trainer.synthetic import synthetic_frame
 
         frame = synthetic_frame(columns, target, spec.config.synthetic_rows, spec.config.random_seed)
+        log.info("data ready", extra={"rows": len(frame), "synthetic": True, "model_type": spec.model_type})
+        seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
+        result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
+                                    on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
         data = {"synthetic": True, "objects": [], "rows": len(frame), "generator": "trainer.synthetic.synthetic_frame"}
     data["ontology_id"] = spec.ontology_id
-    log.info("data ready", extra={"rows": len(frame), "synthetic": data["synthetic"], "model_type": spec.model_type})
-    from trainer.pipeline import train_and_evaluate  # scikit-learn loads only once data is ready
-
-    seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
-    result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
-                                on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)
     gate.check()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from trainer.errors import TrainingFailed
 from trainer.features import build_preprocessor
@@ -143,7 +144,8 @@ def fit_model(
     config: TrainingConfig,
     on_epoch: EpochHook | None = None,
 ) -> FitOutcome:
-    """Fit `model_type` on split["fit"] and measure it on split["validation"] (each a (frame, y) pair)."""
+    """Fit `model_type` on split["fit"] and measure it on split["validation"] (each a (frame, y) pair; the
+    network's fit split may also come prepared, as a `NetworkInput`)."""
     if model_type == "neural_network":
         outcome = _fit_network(task, features, split, classes, config, on_epoch)
     else:
@@ -248,7 +250,25 @@ def _grow_forest(estimator, task, x_fit, y_fit, x_val, y_val, classes, config, o
     return curve, stopped
 
 
+@dataclass
+class NetworkInput:
+    """The network's fit split ready to train: a fitted preprocessor and the epochs (`trainer.nn.Batches`)."""
+
+    preprocessor: object
+    batches: object
+
+
+def network_input_of(fit_frame: pd.DataFrame, y_fit: np.ndarray, features: list[Column], seed: int) -> NetworkInput:
+    """A fit split held in memory as the network's input, prepared as any source's is (`pipeline.network_input`)."""
+    from trainer.sources import FrameRows, network_input
+
+    fit_frame = fit_frame.reset_index(drop=True)
+    return network_input(FrameRows(fit_frame, len(fit_frame)), np.arange(len(fit_frame)), y_fit, features, seed)
+
+
 def _fit_network(task, features, split, classes, config, on_epoch) -> FitOutcome:
+    from trainer.sources import design
+
     params = mlp_params(
         config.hyperparameters,
         epochs=config.max_iterations,
@@ -257,12 +277,12 @@ def _fit_network(task, features, split, classes, config, on_epoch) -> FitOutcome
         patience=config.early_stopping_rounds,
         seed=config.random_seed,
     )
-    (fit_frame, y_fit), (val_frame, y_val) = split["fit"], split["validation"]
-    preprocessor = build_preprocessor(features, scale=True)
-    x_fit = preprocessor.fit_transform(fit_frame)
-    x_val = preprocessor.transform(val_frame)
+    fit, (val_frame, y_val) = split["fit"], split["validation"]
+    if not isinstance(fit, NetworkInput):
+        fit = network_input_of(*fit, features, config.random_seed)
+    x_val = design(fit.preprocessor, val_frame)
     n_outputs = len(classes) if task == "classification" else 1
-    fitted = fit_mlp(x_fit, y_fit, x_val, y_val, task, n_outputs, params, on_epoch)
+    fitted = fit_mlp(fit.batches, x_val, y_val, task, n_outputs, params, on_epoch)
     best = fitted.history[fitted.best_epoch - 1]
     metrics = {
         "epoch": fitted.best_epoch,
@@ -274,5 +294,5 @@ def _fit_network(task, features, split, classes, config, on_epoch) -> FitOutcome
         "epoch_unit": "epochs",
         "stopped_early": fitted.stopped_early,
     }
-    model = TorchModel(preprocessor, fitted.network, fitted.arch, classes)
+    model = TorchModel(fit.preprocessor, fitted.network, fitted.arch, classes)
     return FitOutcome(model=model, training_metrics=metrics, config_usage={})

@@ -1,25 +1,26 @@
 """The PyTorch MLP: architecture from a plain config, training with early stopping on validation loss.
 
 Nothing here touches global RNG state or thread settings: initialisation runs in a
-forked RNG seeded from the config and batches are drawn from a local generator.
+forked RNG seeded from the config and each epoch's order comes from a generator seeded by (seed, epoch).
 """
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from trainer.errors import TrainingFailed
 from trainer.hyperparameters import hyperparameter_problem
+from trainer.stream import BLOCK_ROWS as _EVAL_CHUNK  # one evaluation chunk = one block of the streamed passes
 
 DEFAULT_EPOCHS = 100
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 10
-_EVAL_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,39 @@ def network_outputs(network, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs).astype("float64")
 
 
+class ArrayBatches:
+    """Training rows held in memory (`x` float32, `y`): an epoch is their `epoch_permutation`, `batch_size` rows
+    at a time. The streamed counterpart is `trainer.sources.StreamBatches` (the same order when the rows fit
+    its shuffle buffer)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
+        self.x, self.y, self.seed = np.ascontiguousarray(x, dtype=np.float32), np.asarray(y), seed
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.x.shape[1])
+
+    def epoch(self, number: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from trainer.stream import epoch_permutation
+
+        order = epoch_permutation(len(self.y), self.seed, number)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield self.x[index], self.y[index]
+
+
+class Batches(Protocol):
+    """What `fit_mlp` trains on: the fit rows' targets (`y`, in row order), the width of a design row, and an
+    epoch's mini-batches ((x float32, y) of `batch_size` rows, the last of an epoch possibly fewer)."""
+
+    y: np.ndarray
+
+    @property
+    def input_dim(self) -> int: ...
+
+    def epoch(self, number: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
 @dataclass
 class MLPFit:
     network: object
@@ -100,8 +134,7 @@ class MLPFit:
 
 
 def fit_mlp(
-    x_fit: np.ndarray,
-    y_fit: np.ndarray,
+    train: Batches,
     x_val: np.ndarray,
     y_val: np.ndarray,
     task: str,
@@ -117,12 +150,13 @@ def fit_mlp(
     import torch
 
     dev = device()
+    y_fit = train.y
     y_mean, y_std = 0.0, 1.0
     if task == "regression":
         y_mean = float(np.mean(y_fit))
         y_std = float(np.std(y_fit)) or 1.0
     arch = {
-        "input_dim": int(x_fit.shape[1]),
+        "input_dim": train.input_dim,
         "hidden_layers": list(params.hidden_layers),
         "output_dim": int(n_outputs),
         "dropout": params.dropout,
@@ -134,28 +168,19 @@ def fit_mlp(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         network = build_network(arch).to(dev)
-    generator = torch.Generator().manual_seed(params.seed)
-    x_train = torch.from_numpy(np.ascontiguousarray(x_fit, dtype=np.float32)).to(dev)
-    if task == "classification":
-        y_train = torch.from_numpy(y_fit.astype(np.int64)).to(dev)
-        loss_fn, scale = torch.nn.CrossEntropyLoss(), 1.0
-    else:
-        y_train = torch.from_numpy(((y_fit - y_mean) / y_std).astype(np.float32)).reshape(-1, 1).to(dev)
-        loss_fn, scale = torch.nn.MSELoss(), y_std**2
+    target, loss_fn, scale = _objective(task, y_mean, y_std, dev)
     optimiser = torch.optim.Adam(network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     history, best_loss, best_epoch, best_state, stale = [], math.inf, 0, None, 0
-    n = len(x_train)
+    n = len(y_fit)
     for epoch in range(1, params.epochs + 1):
         network.train()
-        order = torch.randperm(n, generator=generator).to(dev)
         total = 0.0
-        for start in range(0, n, params.batch_size):
-            index = order[start : start + params.batch_size]
+        for x_batch, y_batch in train.epoch(epoch, params.batch_size):
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(network(x_train[index]), y_train[index])
+            loss = loss_fn(network(torch.from_numpy(x_batch).to(dev)), target(y_batch))
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * len(index)
+            total += float(loss.detach()) * len(y_batch)
         train_loss = total / n * scale
         val_loss = _validation_loss(network, x_val, y_val, task, y_mean, y_std)
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
@@ -176,6 +201,20 @@ def fit_mlp(
     network.eval()
     stopped = len(history) < params.epochs
     return MLPFit(network=network, arch=arch, history=history, best_epoch=best_epoch, stopped_early=stopped)
+
+
+def _objective(task: str, y_mean: float, y_std: float, dev):
+    """(targets of a mini-batch as a tensor, the loss, the factor that reports it in target units)."""
+    import torch
+
+    if task == "classification":
+        def target(y):
+            return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
+        return target, torch.nn.CrossEntropyLoss(), 1.0
+
+    def standardised(y):
+        return torch.from_numpy(((y - y_mean) / y_std).astype(np.float32)).reshape(-1, 1).to(dev)
+    return standardised, torch.nn.MSELoss(), y_std**2
 
 
 def _validation_loss(network, x_val, y_val, task, y_mean, y_std) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.errors import TrainingFailed
-from trainer.features import infer_task, input_schema, plan_features, target_values
+from trainer.features import FeaturePlan, infer_task, input_schema, plan_features, target_values
 from trainer.fitted import SklearnModel, TorchModel
 from trainer.metrics import (
     classification_metrics,
@@ -27,7 +27,9 @@ from trainer.metrics import (
 )
 from trainer.models import EpochHook, fit_model
 from trainer.ontology import Column, choose_target, parse_columns
+from trainer.sources import FrameRows, Rows, StreamRows, network_input
 from trainer.spec import TrainingConfig
+from trainer.stream import DEFAULT_BUFFER_ROWS, PartStream
 
 if TYPE_CHECKING:
     from trainer.tuning import TrialHook
@@ -41,6 +43,10 @@ REFERENCE_BATCH_ROWS = 100_000
 # stratified for classification; TRAINER_FIT_SAMPLE_ROWS); the test metrics are over the whole test split.
 DEFAULT_FIT_SAMPLE_ROWS = 2_000_000
 SAMPLED_TYPES = ("decision_tree", "random_forest", "regression")
+# Validation losses (early stopping, the learning curve) are over at most this many validation rows, every type.
+VALIDATION_SAMPLE_ROWS = 200_000
+# The training reference of monitoring (`training_reference`) is over at most this many training rows.
+REFERENCE_ROWS = 200_000
 
 
 @dataclass
@@ -75,61 +81,140 @@ def train_and_evaluate(
 
     With training_config.tuning, hyperparameters are searched first (`trainer.tuning.tune`, on the training
     split only; `on_trial` hears of every trial) and the best are fitted here the normal way."""
-    config = training_config
-    if not isinstance(config, TrainingConfig):
-        config = TrainingConfig.from_dict(training_config, model_type)
+    config = _config(training_config, model_type)
     columns = parse_columns(ontology_ttl)
     target = choose_target(columns, config.target_column)
     missing = [c.name for c in columns if c.name not in frame.columns]
     if missing:
         raise TrainingFailed(f"column(s) declared in the ontology are missing from the data: {', '.join(missing)}")
+    rows_read = len(frame)
     frame, y_raw, task = prepare_rows(frame, target)
     classes, y = encode_target(y_raw, task)
     plan = plan_features(frame, columns, target)
+    prepared = Prepared(task=task, y=y, classes=classes, target=target, plan=plan)
+    return _train(FrameRows(frame, rows_read), prepared, model_type, config, on_epoch, on_trial, fit_sample_rows)
+
+
+def train_streamed(
+    stream: PartStream,
+    ontology_ttl: str,
+    model_type: str,
+    training_config: dict | TrainingConfig,
+    on_epoch: EpochHook | None = None,
+    on_trial: TrialHook | None = None,
+    fit_sample_rows: int | None = DEFAULT_FIT_SAMPLE_ROWS,
+    buffer_rows: int = DEFAULT_BUFFER_ROWS,
+) -> TrainingResult:
+    """`train_and_evaluate` on data read part by part, in memory that does not grow with the row count.
+
+    A pass (`trainer.stream.scan`) reads the target and the string columns' levels, which decide the task and
+    the features as for a frame; the tree types and the linear model then fit on their gathered (capped) fit
+    sample, the network trains from the stream (`trainer.sources.StreamBatches`) with a preprocessor fitted
+    from streamed statistics, and the test metrics are computed block by block over the whole test split.
+    On data small enough for both, the result equals `train_and_evaluate`'s on the concatenated parts (for
+    the network: when its fit rows fit the `buffer_rows` shuffle buffer; a larger table is shuffled by part
+    and then within the buffer)."""
+    from trainer.features import plan_features_from_stats
+    from trainer.stream import scan
+
+    config = _config(training_config, model_type)
+    columns = parse_columns(ontology_ttl)
+    target = choose_target(columns, config.target_column)
+    text = [c for c in columns if c.name != target.name and c.kind == "string"]
+    scanned = scan(stream, target, text, seed=config.random_seed)
+    if len(scanned.y) < MIN_ROWS:  # prepare_rows raised already for a frame; a stream says it the same way
+        raise TrainingFailed(f"insufficient training data: {len(scanned.y)} row(s) with a value in target column "
+                             f"{target.name!r} (need at least {MIN_ROWS})")
+    plan = plan_features_from_stats(columns, target, scanned.stats)
+    prepared = Prepared(task=scanned.task, y=scanned.y, classes=scanned.classes, target=target, plan=plan)
+    return _train(StreamRows(stream, scanned.rows, buffer_rows), prepared, model_type, config, on_epoch, on_trial,
+                  fit_sample_rows)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the first look at the data decides: the task, the encoded target of every row with one, the
+    classes, and which columns are features."""
+
+    task: str
+    y: np.ndarray
+    classes: list | None
+    target: Column
+    plan: FeaturePlan
+
+
+def _config(training_config: dict | TrainingConfig, model_type: str) -> TrainingConfig:
+    if isinstance(training_config, TrainingConfig):
+        return training_config
+    return TrainingConfig.from_dict(training_config, model_type)
+
+
+def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConfig, on_epoch, on_trial,
+           fit_sample_rows: int | None) -> TrainingResult:
+    task, y, classes, plan = prepared.task, prepared.y, prepared.classes, prepared.plan
     positions = split_positions(y, task, config)
-    fit_sample = None
+    samples = {}
     if model_type in SAMPLED_TYPES and fit_sample_rows is not None:
-        positions["fit"], fit_sample = sample_fit_rows(y, positions["fit"], fit_sample_rows, task,
-                                                       config.random_seed)
-    split = {name: (frame.iloc[rows], y[rows]) for name, rows in positions.items()}
+        positions["fit"], samples["fit_sample"] = sample_fit_rows(y, positions["fit"], fit_sample_rows, task,
+                                                                  config.random_seed)
+    positions["validation"], samples["validation_sample"] = sample_fit_rows(
+        y, positions["validation"], VALIDATION_SAMPLE_ROWS, task, config.random_seed)
+    samples = {name: record for name, record in samples.items() if record is not None}
     train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
+    validation = (rows.gather(positions["validation"]), y[positions["validation"]])
     tuned = None
     if config.tuning:
         from trainer.tuning import tune  # optuna loads only for a tuned run
 
-        tuned = tune(model_type, task, plan.features, frame.iloc[train_rows], y[train_rows], classes, config,
+        tuning_rows = train_rows
+        if fit_sample_rows is not None:
+            tuning_rows, samples["tuning_sample"] = sample_fit_rows(y, train_rows, fit_sample_rows, task,
+                                                                    config.random_seed)
+            samples = {name: record for name, record in samples.items() if record is not None}
+        tuned = tune(model_type, task, plan.features, rows.gather(tuning_rows), y[tuning_rows], classes, config,
                      on_trial=on_trial)
         config = tuned.config
+    if model_type == "neural_network":
+        fit = network_input(rows, positions["fit"], y[positions["fit"]], plan.features, config.random_seed)
+    else:
+        fit = (rows.gather(positions["fit"]), y[positions["fit"]])
     fit_started = time.monotonic()
-    outcome = fit_model(model_type, task, plan.features, split, classes, config, on_epoch)
+    outcome = fit_model(model_type, task, plan.features, {"fit": fit, "validation": validation}, classes, config,
+                        on_epoch)
+    del fit
     if tuned is not None:
         final = time.monotonic() - fit_started
         outcome.training_metrics["tuning"] = {**tuned.report, "final_fit_seconds": round(final, 3),
                                               "search_and_final_fit_seconds": round(tuned.report["wall_seconds"]
                                                                                     + final, 3)}
     model = outcome.model
-    test_frame, y_test = split["test"]
-    performance = evaluate(model, test_frame, y_test, task, classes)
-    performance["feature_importance"] = importance(model, split, plan.features, task, config.random_seed)
+    performance = evaluate_blocks(model, rows.blocks(positions["test"]), y[positions["test"]], task, classes)
+    performance["feature_importance"] = importance(model, rows, positions["fit"], y, plan.features, task,
+                                                   config.random_seed)
     performance["feature_importance_method"] = (
         "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
     )
-    reference = training_reference(model, frame, train_rows, plan.features, task, classes)
+    reference = training_reference(model, rows, train_rows, plan.features, task, classes, config.random_seed)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)
     training = finite_only(outcome.training_metrics, dropped=dropped)
     notes = outcome.warnings + [f"metric {path} was not finite and is omitted" for path in dropped]
-    if fit_sample is not None:
-        notes.append(f"fitted on a sample of {fit_sample['rows_sampled']:,} of the {fit_sample['rows_total']:,} "
-                     f"fit rows (TRAINER_FIT_SAMPLE_ROWS {fit_sample['cap']:,}); test metrics are over all "
+    if "fit_sample" in samples:
+        record = samples["fit_sample"]
+        notes.append(f"fitted on a sample of {record['rows_sampled']:,} of the {record['rows_total']:,} "
+                     f"fit rows (TRAINER_FIT_SAMPLE_ROWS {record['cap']:,}); test metrics are over all "
                      f"{len(positions['test']):,} test rows")
+    if "validation_sample" in samples:
+        record = samples["validation_sample"]
+        notes.append(f"validation losses are over a sample of {record['rows_sampled']:,} of the "
+                     f"{record['rows_total']:,} validation rows")
     preprocessor = model.preprocessor if isinstance(model, TorchModel) else model.pipeline[:-1]
     return TrainingResult(
         task=task,
         model=model,
         performance_metrics=performance,
         training_metrics=training,
-        target={"name": target.name, "type": target.kind, "classes": classes},
+        target={"name": prepared.target.name, "type": prepared.target.kind, "classes": classes},
         input_schema=input_schema(preprocessor, plan.features),
         excluded_columns=plan.excluded,
         split={
@@ -138,9 +223,9 @@ def train_and_evaluate(
             "train_test_split": config.train_test_split,
             "validation_split": config.validation_split,
             "random_seed": config.random_seed,
-            **{f"{name}_rows": len(rows) for name, rows in positions.items()},
+            **{f"{name}_rows": len(rows_) for name, rows_ in positions.items()},
             "test_positions_sha256": positions_digest(positions["test"]),
-            **({"fit_sample": fit_sample} if fit_sample is not None else {}),
+            **samples,
         },
         config_usage=outcome.config_usage,
         warnings=notes,
@@ -217,17 +302,29 @@ def positions_digest(positions: np.ndarray) -> str:
 
 
 def evaluate(model, frame: pd.DataFrame, y: np.ndarray, task: str, classes: list | None) -> dict:
+    return evaluate_blocks(model, [frame], y, task, classes)
+
+
+def evaluate_blocks(model, blocks, y: np.ndarray, task: str, classes: list | None) -> dict:
+    """Test metrics of `model` over the rows of `blocks` (in order; `y` theirs), predicted one block at a time."""
+    predicted, probabilities = [], []
+    for block in blocks:
+        predicted.append(model.predict_encoded(block))
+        if task == "classification":
+            probabilities.append(model.predict_proba(block))
+    if not predicted:
+        raise TrainingFailed("no test rows")
+    encoded = np.concatenate(predicted)
     if task == "classification":
-        proba = model.predict_proba(frame)
-        return classification_metrics(y, model.predict_encoded(frame), proba, classes)
-    return regression_metrics(y, model.predict_encoded(frame))
+        return classification_metrics(y, encoded, np.concatenate(probabilities), classes)
+    return regression_metrics(y, encoded)
 
 
-def importance(model, split: dict, features: list[Column], task: str, seed: int) -> dict[str, float]:
-    fit_frame, y_fit = split["fit"]
+def importance(model, rows: Rows, fit: np.ndarray, y: np.ndarray, features: list[Column], task: str,
+               seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(y_fit), min(IMPORTANCE_ROWS, len(y_fit)), replace=False))
-    frame, y = fit_frame.iloc[rows].reset_index(drop=True), y_fit[rows]
+    chosen = fit[np.sort(rng.choice(len(fit), min(IMPORTANCE_ROWS, len(fit)), replace=False))]
+    frame, y = rows.gather(chosen).reset_index(drop=True), y[chosen]
     if task == "classification":
         def loss(f):
             return log_loss(y, model.predict_proba(f))
@@ -237,15 +334,19 @@ def importance(model, split: dict, features: list[Column], task: str, seed: int)
     return permutation_importance(frame, [c.name for c in features], loss, seed)
 
 
-def training_reference(model, frame: pd.DataFrame, rows: np.ndarray, features: list[Column], task: str,
-                       classes: list | None) -> dict:
-    """The distributions of the training split (`rows`: fit + validation, never test) that monitoring compares
-    new data with (`trainer.drift`): each input column as read, and the model's predictions on those rows
-    (class labels as text, or predicted values). One pass over each column; predictions in batches."""
+def training_reference(model, rows: Rows, train: np.ndarray, features: list[Column], task: str,
+                       classes: list | None, seed: int) -> dict:
+    """The distributions of the training split (`train`: fit + validation, never test) that monitoring
+    compares new data with (`trainer.drift`): each input column as read, and the model's predictions on those
+    rows (class labels as text, or predicted values), over at most REFERENCE_ROWS of them (a seeded sample)."""
     from trainer.drift import reference
 
-    predicted = np.concatenate([model.predict_encoded(frame.iloc[rows[start:start + REFERENCE_BATCH_ROWS]])
-                                for start in range(0, len(rows), REFERENCE_BATCH_ROWS)])
+    chosen = train
+    if len(train) > REFERENCE_ROWS:
+        chosen = np.sort(np.random.default_rng(seed).choice(train, REFERENCE_ROWS, replace=False))
+    frame = rows.gather(chosen)
+    predicted = np.concatenate([model.predict_encoded(frame.iloc[start:start + REFERENCE_BATCH_ROWS])
+                                for start in range(0, len(frame), REFERENCE_BATCH_ROWS)])
     if task == "classification":
         labels = np.asarray([str(c) for c in classes], dtype=object)[predicted.astype("int64")]
         prediction = reference(pd.Series(labels, dtype=object), "string")
@@ -253,8 +354,9 @@ def training_reference(model, frame: pd.DataFrame, rows: np.ndarray, features: l
         prediction = reference(pd.Series(predicted, dtype="float64"), "number")
     return {
         "split": "train (the fit and validation rows; the test rows are left out)",
-        "rows": len(rows),
-        "features": {c.name: reference(frame[c.name].iloc[rows], c.kind) for c in features},
+        "rows": len(chosen),
+        **({"sampled_from": len(train)} if len(chosen) < len(train) else {}),
+        "features": {c.name: reference(frame[c.name], c.kind) for c in features},
         "prediction": prediction,
     }
 

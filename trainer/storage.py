@@ -212,18 +212,23 @@ class LoadedData:
     lineage: list[dict]
 
 
-def load_training_data(client, storage, columns: list[Column], target: str, max_bytes: int) -> LoadedData:
-    """Every object under every storage location, concatenated in (location, key) order."""
+def list_storage_objects(client, storage) -> list:
+    """Every data object under every storage location, in (location, key) order; none at all is an error."""
     objects = []
     for location in storage:
         listed = list_data_objects(client, location.uri, location.format)
         log.info("listed storage", extra={"uri": location.uri, "objects": len(listed)})
         objects += listed
-    total = sum(o.size for o in objects)
-    if total > max_bytes:
-        raise TrainingFailed(
-            f"training data is {total} bytes, over the trainer's limit of {max_bytes} bytes (TRAINER_MAX_DATA_BYTES)"
-        )
+    if not objects:
+        where = ", ".join(location.uri for location in storage)
+        raise TrainingFailed(f"no training data: no objects under {where}")
+    return objects
+
+
+def load_training_data(client, storage, columns: list[Column], target: str) -> LoadedData:
+    """Every object under every storage location, concatenated in (location, key) order, in memory (the
+    trainer itself streams them: `trainer.stream.PartStream`; this is the reference it must equal)."""
+    objects = list_storage_objects(client, storage)
     frames, lineage = [], []
     for obj in objects:
         frame = read_data_object(client, obj, columns, target)

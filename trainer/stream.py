@@ -40,6 +40,9 @@ from trainer.stream_stats import (
 )
 
 DEFAULT_BATCH_ROWS = 50_000
+# Passes whose result must not depend on how rows were cut into parts (statistics, predictions) run over
+# blocks of exactly this many rows (`fixed_blocks`); it is also the network's evaluation chunk.
+BLOCK_ROWS = 65_536
 DEFAULT_BUFFER_ROWS = 200_000
 _POSITION = "__stream_position__"
 
@@ -214,23 +217,59 @@ class PartStream:
         """Every row at `positions` exactly once, shuffled: parts in a seeded random order, rows within a buffer
         of `buffer_rows` (filled across parts) permuted, then yielded `batch_rows` at a time (default the
         stream's). `y[i]` belongs to `positions[i]`. The order is a function of (seed, epoch) and the data
-        alone; a row not in `positions` is never yielded. Memory: the buffer, one part and one batch."""
+        alone; a row not in `positions` is never yielded. Memory: the buffer, one part and one batch.
+
+        A buffer is permuted in position order, so when every requested row fits one buffer the order is
+        `sorted(positions)[epoch_permutation(len(positions), seed, epoch)]`, whatever the parts: the order the
+        in-memory network trains in (`trainer.nn.ArrayBatches`)."""
         positions = np.asarray(positions, dtype="int64")
-        if len(np.unique(positions)) != len(positions):
-            raise ValueError("positions must be distinct")
-        order = np.argsort(positions, kind="stable")
-        wanted, wanted_y = positions[order], (None if y is None else np.asarray(y)[order])
+        if len(positions) > 1 and np.all(positions[1:] > positions[:-1]):
+            wanted, wanted_y = positions, (None if y is None else np.asarray(y))  # sorted already: no copies
+        else:
+            if len(np.unique(positions)) != len(positions):
+                raise ValueError("positions must be distinct")
+            order = np.argsort(positions, kind="stable")
+            wanted, wanted_y = positions[order], (None if y is None else np.asarray(y)[order])
         offsets = self.offsets()
-        rng = np.random.default_rng([seed, epoch])
+        parts_rng, buffer_rng = order_generators(seed, epoch)
         parts = np.unique(np.searchsorted(offsets, wanted, side="right") - 1)
-        buffer = _ShuffleBuffer(rng, buffer_rows, batch_rows or self.batch_rows)
-        for batch in self.batches(rng.permutation(parts).tolist()):
+        buffer = _ShuffleBuffer(buffer_rng, buffer_rows, batch_rows or self.batch_rows)
+        for batch in self.batches(parts_rng.permutation(parts).tolist()):
             low, high = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch.frame)])
             if high > low:
                 rows = wanted[low:high]
                 yield from buffer.add(batch.frame.iloc[rows - batch.offset], rows,
                                       None if wanted_y is None else wanted_y[low:high])
         yield from buffer.flush()
+
+
+def order_generators(seed: int, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(the generator of an epoch's part order, that of its buffer permutations): independent streams, so the
+    first buffer's permutation does not depend on how many parts there are."""
+    return np.random.default_rng([seed, epoch, 0]), np.random.default_rng([seed, epoch, 1])
+
+
+def epoch_permutation(rows: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of an epoch over `rows` rows held in memory: what `batches_for` gives when they fit a buffer."""
+    return order_generators(seed, epoch)[1].permutation(rows)
+
+
+def fixed_blocks(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of `frames`, in order, as frames of exactly `rows` rows (the last may be shorter): a computation
+    over blocks then gives the same bits however the rows were cut into parts and batches."""
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for frame in frames:
+        while len(frame):
+            take = min(rows - held, len(frame))
+            pending.append(frame.iloc[:take])
+            held += take
+            frame = frame.iloc[take:]
+            if held == rows:
+                yield pd.concat(pending) if len(pending) > 1 else pending[0]
+                pending, held = [], 0
+    if held:
+        yield pd.concat(pending) if len(pending) > 1 else pending[0]
 
 
 class _ShuffleBuffer:
@@ -253,7 +292,8 @@ class _ShuffleBuffer:
         frame = pd.concat(frames) if len(frames) > 1 else frames[0]
         positions = np.concatenate(positions)
         y = None if ys[0] is None else np.concatenate(ys)
-        shuffle = self.rng.permutation(len(positions))
+        # In position order first: the buffer's permutation then does not depend on the order parts came in.
+        shuffle = np.argsort(positions, kind="stable")[self.rng.permutation(len(positions))]
         for start in range(0, len(shuffle), self.batch_rows):
             take = shuffle[start:start + self.batch_rows]
             yield Selected(frame=frame.iloc[take], positions=positions[take], y=None if y is None else y[take])
@@ -359,13 +399,24 @@ def _coercer_and_stats(features, seed, reservoir_size, max_levels):
 def statistics(stream: PartStream, features: list[Column], positions: np.ndarray, *, seed: int = 0,
                exact_median: bool = True, reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
                max_levels: int = DEFAULT_MAX_LEVELS, collect_limit: int = DEFAULT_COLLECT_LIMIT) -> FeatureStats:
-    """The preprocessing statistics of the rows at `positions` (e.g. the fit rows) in one pass, plus, with
-    `exact_median`, the passes `exact_medians` needs for columns with more values than the reservoir holds
-    (none for those with fewer). Memory: the reservoirs, the capped levels and `collect_limit` values."""
+    """The preprocessing statistics of the rows at `positions` (e.g. the fit rows): `statistics_of` their
+    `BLOCK_ROWS`-row blocks in stream order."""
+    return statistics_of(features, lambda: fixed_blocks(stream.selected(positions), BLOCK_ROWS), seed=seed,
+                         exact_median=exact_median, reservoir_size=reservoir_size, max_levels=max_levels,
+                         collect_limit=collect_limit)
+
+
+def statistics_of(features: list[Column], blocks: Callable[[], Iterable[pd.DataFrame]], *, seed: int = 0,
+                  exact_median: bool = True, reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
+                  max_levels: int = DEFAULT_MAX_LEVELS, collect_limit: int = DEFAULT_COLLECT_LIMIT) -> FeatureStats:
+    """The preprocessing statistics of the raw rows `blocks()` yields, in one pass, plus, with `exact_median`,
+    the passes `exact_medians` needs for columns with more values than the reservoir holds (none for those with
+    fewer). The same blocks give the same bits (moments are merged block by block). Memory: the reservoirs,
+    the capped levels and `collect_limit` values."""
     coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
 
     def coerced():
-        for frame in stream.selected(positions):
+        for frame in blocks():
             yield coercer.transform(frame)
 
     for frame in coerced():

@@ -86,7 +86,7 @@ def open_stream(s3, uri: str, fmt: str, batch_rows: int = 97) -> PartStream:
 
 def in_memory(s3, uri: str, fmt: str) -> pd.DataFrame:
     storage = [SimpleNamespace(uri=uri, format=fmt)]
-    return load_training_data(s3, storage, COLUMNS, LABEL.name, max_bytes=10**9).frame
+    return load_training_data(s3, storage, COLUMNS, LABEL.name).frame
 
 
 @pytest.fixture(scope="module", params=["parquet", "csv"])

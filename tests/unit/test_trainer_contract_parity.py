@@ -80,10 +80,10 @@ def test_the_process_environment_keeps_only_the_contract_and_the_basics():
     env = process_environment(run_environment(), {api.CALLBACK_TOKEN: "t"},
                               base={"PATH": "/bin", "HOME": "/home/x", "LANG": "C.UTF-8", "MODELS_TABLE": "t",
                                     "AWS_SECRET_ACCESS_KEY": "api-own", "AUTH_SIGNING_KEY": "k",
-                                    "TRAINER_MAX_DATA_BYTES": "100", "TRAINER_MODEL_ID": "not-from-base"})
+                                    "TRAINER_FIT_SAMPLE_ROWS": "100", "TRAINER_MODEL_ID": "not-from-base"})
 
     assert env["PATH"] == "/bin" and env["HOME"] == "/home/x" and env["LANG"] == "C.UTF-8"
-    assert env["TRAINER_MAX_DATA_BYTES"] == "100" and env["TRAINER_MODEL_ID"] == "model-1"
+    assert env["TRAINER_FIT_SAMPLE_ROWS"] == "100" and env["TRAINER_MODEL_ID"] == "model-1"
     assert not {"MODELS_TABLE", "AWS_SECRET_ACCESS_KEY", "AUTH_SIGNING_KEY"} & set(env)
     assert set(env) <= trainer.NAMES | set(api.PROCESS_BASICS)
 

@@ -1,0 +1,88 @@
+"""`trainer.stream_preprocess`: the network's preprocessor fitted from streamed statistics transforms rows as
+`build_preprocessor(...).fit(frame)` on the same rows does: the same columns, levels, frequent levels,
+medians and scaling, on data with missing values, constant and empty columns, datetimes, ties in the level
+counts and more levels than the encoder keeps."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer.features import build_preprocessor, input_schema
+from trainer.naming import MAX_ONE_HOT_CATEGORIES
+from trainer.ontology import Column
+from trainer.stream import fixed_blocks, statistics_of
+from trainer.stream_preprocess import preprocessor_from_stats
+
+FEATURES = [
+    Column("age", "integer"), Column("income", "number"), Column("flat", "number"), Column("empty", "number"),
+    Column("active", "boolean"), Column("signup", "datetime"), Column("plan", "string"), Column("city", "string"),
+    Column("shop", "string"), Column("blank", "string"),
+]
+
+
+def frame_of(n: int, seed: int, city_levels: int, shop_levels: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10, 1, n).round(2)
+    income[rng.random(n) < 0.1] = np.nan
+    # City: heavy-tailed counts, so the encoder must choose which levels it keeps. Shop: uniform, so many
+    # levels tie on their count and the stable order of the ties decides.
+    city = rng.zipf(1.3, n) % city_levels
+    return pd.DataFrame({
+        "age": np.where(rng.random(n) < 0.05, np.nan, rng.integers(18, 90, n)),
+        "income": income,
+        "flat": np.full(n, 3.25),
+        "empty": np.full(n, np.nan),
+        "active": rng.choice(np.array(["yes", "no", None], dtype=object), n),
+        "signup": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 10**8, n), unit="s"),
+        "plan": rng.choice(np.array(["basic", "pro", None], dtype=object), n, p=[0.6, 0.3, 0.1]),
+        "city": np.array([f"c{v:03d}" for v in city], dtype=object),
+        "shop": np.array([f"s{v}" for v in np.arange(n) % shop_levels], dtype=object),
+        "blank": np.full(n, None, dtype=object),
+    })
+
+
+@pytest.mark.parametrize("city_levels, shop_levels", [(10, 5), (MAX_ONE_HOT_CATEGORIES - 1, MAX_ONE_HOT_CATEGORIES),
+                                                      (MAX_ONE_HOT_CATEGORIES + 1, 300)])
+@pytest.mark.parametrize("block_rows", [700, 100_000])
+def test_streamed_preprocessor_transforms_like_one_fitted_on_the_frame(city_levels, shop_levels, block_rows):
+    frame = frame_of(3_001, seed=city_levels, city_levels=city_levels, shop_levels=shop_levels)
+    expected = build_preprocessor(FEATURES, scale=True).fit(frame)
+    stats = statistics_of(FEATURES, lambda: fixed_blocks([frame.iloc[:1200], frame.iloc[1200:]], block_rows),
+                          seed=3, reservoir_size=256, collect_limit=500)
+    streamed = preprocessor_from_stats(FEATURES, stats)
+
+    names = [list(p.named_steps["encode"].get_feature_names_out()) for p in (streamed, expected)]
+    assert names[0] == names[1]
+    assert input_schema(streamed, FEATURES) == input_schema(expected, FEATURES)
+    unseen = frame_of(500, seed=99, city_levels=city_levels + 5, shop_levels=shop_levels + 5)
+    for rows in (frame, unseen):
+        np.testing.assert_allclose(streamed.transform(rows), expected.transform(rows), rtol=1e-9, atol=1e-9)
+    num_expected = expected.named_steps["encode"].named_transformers_["num"].named_steps
+    num_streamed = streamed.named_steps["encode"].named_transformers_["num"].named_steps
+    np.testing.assert_array_equal(num_streamed["impute"].statistics_, num_expected["impute"].statistics_)
+    np.testing.assert_allclose(num_streamed["scale"].var_, num_expected["scale"].var_, rtol=1e-12)
+    np.testing.assert_array_equal(num_streamed["scale"].scale_ == 1.0, num_expected["scale"].scale_ == 1.0)
+    assert num_streamed["scale"].n_samples_seen_ == num_expected["scale"].n_samples_seen_
+
+
+def test_more_levels_than_the_encoder_keeps_keeps_the_same_frequent_levels():
+    frame = frame_of(2_000, seed=5, city_levels=200, shop_levels=120)
+    stats = statistics_of(FEATURES, lambda: [frame], seed=0)
+    streamed = preprocessor_from_stats(FEATURES, stats)
+    expected = build_preprocessor(FEATURES, scale=True).fit(frame)
+    for name in ("cat1", "cat2"):  # city, shop
+        ours = streamed.named_steps["encode"].named_transformers_[name].named_steps["onehot"]
+        theirs = expected.named_steps["encode"].named_transformers_[name].named_steps["onehot"]
+        kept = [c for c in ours.get_feature_names_out() if not c.endswith("infrequent_sklearn")]
+        assert len(kept) == MAX_ONE_HOT_CATEGORIES - 1
+        assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+        assert [list(v) for v in ours.infrequent_categories_] == [list(v) for v in theirs.infrequent_categories_]
+
+
+def test_a_frame_with_only_numbers_or_only_strings():
+    frame = frame_of(400, seed=1, city_levels=7, shop_levels=3)
+    for features in (FEATURES[:3], FEATURES[6:8]):
+        expected = build_preprocessor(features, scale=True).fit(frame)
+        streamed = preprocessor_from_stats(features, statistics_of(features, lambda: [frame], seed=0))
+        np.testing.assert_allclose(streamed.transform(frame), expected.transform(frame), rtol=1e-9, atol=1e-9)
