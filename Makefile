@@ -62,6 +62,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_trainer
 	$(PY) -m bench.bench_trainer_start
+	$(PY) -m bench.bench_trainer_scale
 	$(PY) -m bench.bench_predictions
 	$(PY) -m bench.bench_recommend
 	$(PY) -m bench.bench_tuning
