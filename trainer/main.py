@@ -30,6 +30,9 @@ log = get_logger("main")
 
 
 def main() -> int:
+    from trainer.memory import return_large_buffers
+
+    return_large_buffers()
     configure(partial_identity())
     try:
         settings = Settings.from_env()
