@@ -372,7 +372,7 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
     frame = pd.DataFrame({target.name: column, _position_name(target): np.arange(len(column))})
     kept, y_raw, task = prepare_rows(frame, target)
     classes, y = encode_target(y_raw, task)
-    rows = kept[_position_name(target)].to_numpy(dtype="int64")
+    rows = kept[_position_name(target)].to_numpy(dtype="int64", copy=True)  # not a view keeping both columns
     if stats is not None:
         if kept_in_batches != len(rows):
             raise AssertionError(f"streamed {kept_in_batches} rows with a target, the whole column {len(rows)}")
