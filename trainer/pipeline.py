@@ -255,8 +255,11 @@ def encode_target(y: pd.Series, task: str) -> tuple[list | None, np.ndarray]:
     classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
     if len(classes) < 2:
         raise TrainingFailed(f"target has a single class ({classes[0]!r}); classification needs at least two")
-    index = {value: i for i, value in enumerate(classes)}
-    return [_native(c) for c in classes], y.map(index).to_numpy(dtype="int64")
+    # Codes by position in `classes` (what a value -> index map gives), without a Python object per row.
+    codes = pd.Categorical(y, categories=classes).codes.astype("int64")
+    if (codes < 0).any():
+        raise AssertionError("a target value outside its own classes")
+    return [_native(c) for c in classes], codes
 
 
 def _native(value):

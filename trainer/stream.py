@@ -44,7 +44,6 @@ DEFAULT_BATCH_ROWS = 50_000
 # blocks of exactly this many rows (`fixed_blocks`); it is also the network's evaluation chunk.
 BLOCK_ROWS = 65_536
 DEFAULT_BUFFER_ROWS = 200_000
-_POSITION = "__stream_position__"
 
 Fetch = Callable[[DataObject], bytes]
 
@@ -354,34 +353,41 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
     from trainer.pipeline import encode_target, prepare_rows
 
     coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
-    pieces, kept_in_batches = [], 0
+    # Per batch, only the rows with a target value are kept (their raw target and position): memory is about
+    # 16 bytes per kept row, not a copy of the whole column and of a frame around it.
+    pieces: list[tuple[int, pd.Series]] = []
+    positions: list[np.ndarray] = []
+    rows_read = 0
     for batch in stream.batches():
-        raw = batch.frame[target.name].copy()  # a copy: a column view would keep the batch's whole block alive
-        pieces.append(raw)
-        if stats is None:
-            continue
+        raw = batch.frame[target.name]
+        rows_read += len(raw)
         # Which rows have a target value does not depend on the task (integer targets coerce alike either way).
         keep = target_values(target, raw, infer_task(target, raw)).notna().to_numpy()
-        kept_in_batches += int(keep.sum())
-        stats.update(coercer.transform(batch.frame.loc[keep]))
-    if not pieces:
+        if not keep.any():
+            continue
+        pieces.append((batch.part, raw[keep].copy()))  # a copy: a view would keep the batch's whole block alive
+        positions.append(batch.positions[keep])
+        if stats is not None:
+            stats.update(coercer.transform(batch.frame.loc[keep]))
+    if not rows_read:
         names = ", ".join(o.uri for o in stream.objects)
         raise TrainingFailed(f"no training data: {len(stream.objects)} object(s) with 0 rows ({names})")
-    column = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0].reset_index(drop=True)
+    # The first pass has told the stream the dtypes the concatenated parts have: cast each piece as a later
+    # pass would cast its batch, so the kept values are those of the concatenated frame's target column.
+    column = pd.concat([_harmonise(_harmonise(piece.to_frame(), stream._part_dtypes[part]), stream.dtypes)
+                        [target.name] for part, piece in pieces] or [pd.Series([], dtype=object)],
+                       ignore_index=True)
     del pieces
-    frame = pd.DataFrame({target.name: column, _position_name(target): np.arange(len(column))})
-    kept, y_raw, task = prepare_rows(frame, target)
+    rows = np.concatenate(positions or [np.empty(0, dtype="int64")]).astype("int64", copy=False)
+    del positions
+    kept, y_raw, task = prepare_rows(pd.DataFrame({target.name: column}), target)
+    del kept, column
     classes, y = encode_target(y_raw, task)
-    rows = kept[_position_name(target)].to_numpy(dtype="int64", copy=True)  # not a view keeping both columns
+    if len(y) != len(rows):
+        raise AssertionError(f"kept {len(rows)} rows with a target in batches, {len(y)} in their column")
     if stats is not None:
-        if kept_in_batches != len(rows):
-            raise AssertionError(f"streamed {kept_in_batches} rows with a target, the whole column {len(rows)}")
         stats.medians_from_reservoir()
-    return Scan(rows=rows, y=y, task=task, classes=classes, rows_read=len(column), stats=stats)
-
-
-def _position_name(target: Column) -> str:
-    return _POSITION if target.name != _POSITION else _POSITION + "_"
+    return Scan(rows=rows, y=y, task=task, classes=classes, rows_read=rows_read, stats=stats)
 
 
 def _coercer_and_stats(features, seed, reservoir_size, max_levels):
