@@ -100,26 +100,25 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
     columns = parse_columns(spec.ontology_ttl)
     target = choose_target(columns, spec.config.target_column)
     if spec.storage:
-        from trainer.pipeline import train_streamed  # scikit-learn loads only once there is data to read
+        from trainer.pipeline import train_streamed as train  # scikit-learn loads only once there is data
         from trainer.stream import PartStream, s3_fetch
 
-        stream = PartStream(list_storage_objects(s3, spec.storage), wanted=[c.name for c in columns],
+        source = PartStream(list_storage_objects(s3, spec.storage), wanted=[c.name for c in columns],
                             target=target.name, fetch=s3_fetch(s3))
-        log.info("data listed", extra={"objects": len(stream.objects), "model_type": spec.model_type})
-        seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
-        result = train_streamed(stream, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
-                                on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
-        data = {"synthetic": False, "objects": stream.lineage(), "rows": stream.total_rows}
+        log.info("data listed", extra={"objects": len(source.objects), "model_type": spec.model_type})
     else:
-        from trainer.pipeline import train_and_evaluate
+        from trainer.pipeline import train_and_evaluate as train
         from trainer.synthetic import synthetic_frame
 
-        frame = synthetic_frame(columns, target, spec.config.synthetic_rows, spec.config.random_seed)
-        log.info("data ready", extra={"rows": len(frame), "synthetic": True, "model_type": spec.model_type})
-        seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
-        result = train_and_evaluate(frame, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch,
-                                    on_trial=on_trial, fit_sample_rows=settings.fit_sample_rows or None)
-        data = {"synthetic": True, "objects": [], "rows": len(frame), "generator": "trainer.synthetic.synthetic_frame"}
+        source = synthetic_frame(columns, target, spec.config.synthetic_rows, spec.config.random_seed)
+        log.info("data ready", extra={"rows": len(source), "synthetic": True, "model_type": spec.model_type})
+    seed_global_generators(spec.model_type, settings.torch_threads, spec.config.random_seed)
+    result = train(source, spec.ontology_ttl, spec.model_type, spec.config, on_epoch=on_epoch, on_trial=on_trial,
+                   fit_sample_rows=settings.fit_sample_rows or None)
+    if spec.storage:  # the parts' row counts are known once the stream has been read
+        data = {"synthetic": False, "objects": source.lineage(), "rows": source.total_rows}
+    else:
+        data = {"synthetic": True, "objects": [], "rows": len(source), "generator": "trainer.synthetic.synthetic_frame"}
     data["ontology_id"] = spec.ontology_id
     files = result.model.files()
     manifest = build_manifest(spec, result, files, location, data)

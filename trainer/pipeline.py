@@ -153,24 +153,24 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
            fit_sample_rows: int | None) -> TrainingResult:
     task, y, classes, plan = prepared.task, prepared.y, prepared.classes, prepared.plan
     positions = split_positions(y, task, config)
-    samples = {}
+    samples: dict[str, dict] = {}  # the split's records of the samples actually drawn
+
+    def sampled(name: str, chosen: np.ndarray, cap: int) -> np.ndarray:
+        chosen, record = sample_fit_rows(y, chosen, cap, task, config.random_seed)
+        if record is not None:
+            samples[name] = record
+        return chosen
+
     if model_type in SAMPLED_TYPES and fit_sample_rows is not None:
-        positions["fit"], samples["fit_sample"] = sample_fit_rows(y, positions["fit"], fit_sample_rows, task,
-                                                                  config.random_seed)
-    positions["validation"], samples["validation_sample"] = sample_fit_rows(
-        y, positions["validation"], VALIDATION_SAMPLE_ROWS, task, config.random_seed)
-    samples = {name: record for name, record in samples.items() if record is not None}
+        positions["fit"] = sampled("fit_sample", positions["fit"], fit_sample_rows)
+    positions["validation"] = sampled("validation_sample", positions["validation"], VALIDATION_SAMPLE_ROWS)
     train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
     validation = (rows.gather(positions["validation"]), y[positions["validation"]])
     tuned = None
     if config.tuning:
         from trainer.tuning import tune  # optuna loads only for a tuned run
 
-        tuning_rows = train_rows
-        if fit_sample_rows is not None:
-            tuning_rows, samples["tuning_sample"] = sample_fit_rows(y, train_rows, fit_sample_rows, task,
-                                                                    config.random_seed)
-            samples = {name: record for name, record in samples.items() if record is not None}
+        tuning_rows = train_rows if fit_sample_rows is None else sampled("tuning_sample", train_rows, fit_sample_rows)
         tuned = tune(model_type, task, plan.features, rows.gather(tuning_rows), y[tuning_rows], classes, config,
                      on_trial=on_trial)
         config = tuned.config
@@ -302,10 +302,6 @@ def _split(positions, y, task, train_fraction, seed):
 
 def positions_digest(positions: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(positions, dtype="<i8").tobytes()).hexdigest()
-
-
-def evaluate(model, frame: pd.DataFrame, y: np.ndarray, task: str, classes: list | None) -> dict:
-    return evaluate_blocks(model, [frame], y, task, classes)
 
 
 def evaluate_blocks(model, blocks, y: np.ndarray, task: str, classes: list | None) -> dict:
