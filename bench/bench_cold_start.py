@@ -284,6 +284,32 @@ def _checks(config: dict[str, Any]) -> dict[str, Any]:
     from kubernetes import client as kube
 
     found["kubernetes_api_client"] = type(kube.BatchV1Api(kube.ApiClient(kube.Configuration()))).__name__
+    from kubernetes.client.rest import RESTResponse
+
+    class _Answer:  # what urllib3 hands the client: a Job as the API server would send it
+        status, reason, headers = 200, "OK", {}
+        data = json.dumps({"metadata": {"name": "train-zip", "creationTimestamp": "2026-12-03T10:00:00Z"},
+                           "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True",
+                                                                   "reason": "DeadlineExceeded"}]}}).encode()
+
+    job = kube.ApiClient().deserialize(RESTResponse(_Answer()), "V1Job")
+    found["kubernetes_job"] = [job.metadata.name, job.metadata.creation_timestamp.isoformat(),
+                               job.status.conditions[0].reason]
+    from chalicelib.errors import InvalidInput
+    from chalicelib.ontology import parse_turtle
+
+    try:  # rdflib's Turtle parser and its syntax errors, which the trimmed rdflib keeps
+        parse_turtle("@prefix : <http://example.org/> .\n:a :b :c :d .")
+    except InvalidInput as exc:
+        found["turtle_error"] = str(exc)
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    for algorithm, key in (("RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                           ("ES256", ec.generate_private_key(ec.SECP256R1()))):
+        token = jwt.encode({"sub": "zip"}, key, algorithm=algorithm)
+        found.setdefault("jwt_verified", {})[algorithm] = jwt.decode(token, key.public_key(),
+                                                                    algorithms=[algorithm])["sub"]
     import charset_normalizer
 
     found["charset_decoded"] = str(charset_normalizer.from_bytes("température, humidité".encode("cp1252")).best())

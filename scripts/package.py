@@ -320,6 +320,22 @@ def _unused_powertools(name: str) -> bool:
         bool(utility) and utility.group(1) not in POWERTOOLS_UTILITIES)
 
 
+# rdflib modules a Turtle parse into a memory graph loads (`import rdflib` loads the berkeleydb store's
+# module, which needs the berkeleydb package only when such a store is opened).
+_RDFLIB_PLUGINS_KEPT = frozenset({"__init__", "parsers", "parsers/notation3", "stores", "stores/memory",
+                                  "stores/berkeleydb"})
+
+
+def _unused_rdflib(name: str) -> bool:
+    if name.startswith("pyparsing/") or name.startswith(("rdflib/extras/", "rdflib/tools/", "rdflib/contrib/")):
+        return True
+    plugin = name.removeprefix("rdflib/plugins/")
+    module = plugin.removesuffix("/__init__.py").removesuffix(".py")
+    # ("parsers/notation3/BadSyntax": a name inside a kept module, as `from ... import` names it)
+    return plugin != name and not any(module == k or module.startswith(k + "/") and k.count("/")
+                                      for k in _RDFLIB_PLUGINS_KEPT)
+
+
 # (why the function never loads them, which zip entries); the first that matches names the reason.
 # Bytecode (__pycache__) is kept: /var/task is read-only, so a .pyc shipped in the zip is the only
 # one a cold start can use.
@@ -334,6 +350,14 @@ DROPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("botocore's CA bundle (botocore verifies with certifi's, which is kept)",
      lambda name: name == BOTOCORE_CA_BUNDLE),
     ("Powertools' event handler and utilities (the app uses only Logger and metrics)", _unused_powertools),
+    ("botocore's request examples and superseded API versions (documentation; clients load the newest)",
+     _matching(r"^botocore/data/[^/]+/[^/]+/examples-1\.json$|^botocore/data/(lambda/2014-11-11|dynamodb/2011-12-05)/")),
+    ("cffi's and pycparser's Python packages (they build C bindings; cryptography's compiled ones load "
+     "_cffi_backend alone)", _matching(r"^(cffi|pycparser)/")),
+    ("rdflib's SPARQL, serializers, stores and parsers other than Turtle and memory, its extras and tools, "
+     "and pyparsing (only SPARQL uses it): the app parses Turtle into a memory graph", _unused_rdflib),
+    ("dateutil's bundled time-zone database (read only when a zone is named and the system has none; "
+     "no code here names one)", lambda name: name == "dateutil/zoneinfo/dateutil-zoneinfo.tar.gz"),
     ("test suites inside packages", _matching(r"/tests?/")),
     ("type stubs (.pyi)", lambda name: name.endswith(".pyi")),
     ("pip's install manifests (RECORD: it would list the dropped files)",

@@ -77,6 +77,12 @@ def test_what_the_smoke_path_does_not_reach_loads_from_the_zip(served):
     (metric,) = checks["metric_lines"]
     assert metric["RunsAccepted"] == [1.0] and metric["_aws"]["CloudWatchMetrics"][0]["Namespace"]
     assert checks["kubernetes_api_client"] == "BatchV1Api"
+    # The kubernetes client's models and dateutil, as the reconciler reads a Job.
+    assert checks["kubernetes_job"] == ["train-zip", "2026-12-03T10:00:00+00:00", "DeadlineExceeded"]
+    # rdflib's Turtle parser reports a syntax error without its SPARQL, serializers, other parsers or pyparsing.
+    assert checks["turtle_error"].startswith("content is not valid Turtle: line 2"), checks["turtle_error"]
+    # cryptography's compiled bindings sign and verify without cffi's and pycparser's Python packages.
+    assert checks["jwt_verified"] == {"RS256": "zip", "ES256": "zip"}
     assert checks["charset_decoded"] == "température, humidité"  # charset_normalizer without its compiled md/cd
 
 

@@ -223,6 +223,11 @@ def test_nothing_the_app_imports_is_dropped():
     "aws_lambda_powertools/utilities/jmespath_utils/__init__.py", "aws_lambda_powertools/utilities/typing/__init__.py",
     "aws_lambda_powertools/utilities/__init__.py", "kubernetes/client/api/batch_v1_api.py",
     "botocore-1.44.8.dist-info/METADATA", "cryptography-50.0.2.dist-info/licenses/LICENSE",
+    "rdflib/__init__.py", "rdflib/graph.py", "rdflib/plugins/__init__.py", "rdflib/plugins/parsers/notation3.py",
+    "rdflib/plugins/stores/memory.py", "rdflib/plugins/stores/berkeleydb.py", "rdflib/namespace/_SDO.py",
+    "_cffi_backend.cpython-313-x86_64-linux-gnu.so", "cryptography/hazmat/bindings/_rust.abi3.so",
+    "dateutil/zoneinfo/__init__.py", "dateutil/parser/_parser.py",
+    "botocore/data/s3/2006-03-01/service-2.json.gz", "botocore/data/lambda/2015-03-31/service-2.json.gz",
 ])
 def test_what_the_function_loads_is_kept(name):
     assert drop_reason(name) is None
@@ -234,6 +239,10 @@ def test_what_the_function_loads_is_kept(name):
     "_yaml/__init__.py", "charset_normalizer/md.cpython-313-x86_64-linux-gnu.so", "botocore/cacert.pem",
     "aws_lambda_powertools/event_handler/api_gateway.py", "aws_lambda_powertools/utilities/parser/__init__.py",
     "websocket/tests/test_websocket.py", "durationpy/__init__.pyi", "botocore-1.44.8.dist-info/RECORD",
+    "rdflib/plugins/sparql/parser.py", "rdflib/plugins/serializers/turtle.py", "rdflib/plugins/parsers/ntriples.py",
+    "rdflib/plugins/stores/sparqlstore.py", "rdflib/extras/describer.py", "rdflib/tools/rdfpipe.py",
+    "pyparsing/core.py", "cffi/api.py", "pycparser/c_parser.py", "dateutil/zoneinfo/dateutil-zoneinfo.tar.gz",
+    "botocore/data/s3/2006-03-01/examples-1.json", "botocore/data/lambda/2014-11-11/service-2.json.gz",
 ])
 def test_what_the_function_never_loads_is_dropped(name):
     assert drop_reason(name)
