@@ -17,6 +17,7 @@ import pandas as pd
 from trainer.errors import TrainingFailed
 from trainer.features import FeaturePlan, infer_task, input_schema, plan_features, target_values
 from trainer.fitted import SklearnModel, TorchModel
+from trainer.memory import release_free_memory
 from trainer.metrics import (
     classification_metrics,
     finite_only,
@@ -29,13 +30,14 @@ from trainer.models import EpochHook, fit_model
 from trainer.ontology import Column, choose_target, parse_columns
 from trainer.sources import FrameRows, Rows, StreamRows, network_input
 from trainer.spec import TrainingConfig
+from trainer.splitting import METHOD as SPLIT_METHOD
+from trainer.splitting import SKLEARN_METHOD, can_stratify, choose
 from trainer.stream import DEFAULT_BUFFER_ROWS, PartStream
 
 if TYPE_CHECKING:
     from trainer.tuning import TrialHook
 
 MIN_ROWS = 10
-SPLIT_METHOD = "sklearn.model_selection.train_test_split(positions, stratified when possible)"
 IMPORTANCE_ROWS = 2000
 # The training split's predictions for the reference are made this many rows at a time (bounded memory).
 REFERENCE_BATCH_ROWS = 100_000
@@ -127,8 +129,9 @@ def train_streamed(
                              f"{target.name!r} (need at least {MIN_ROWS})")
     plan = plan_features_from_stats(columns, target, scanned.stats)
     prepared = Prepared(task=scanned.task, y=scanned.y, classes=scanned.classes, target=target, plan=plan)
-    return _train(StreamRows(stream, scanned.rows, buffer_rows), prepared, model_type, config, on_epoch, on_trial,
-                  fit_sample_rows)
+    source = StreamRows(stream, scanned.rows, buffer_rows)
+    del scanned  # its row positions live on in `source` only when some rows had no target
+    return _train(source, prepared, model_type, config, on_epoch, on_trial, fit_sample_rows)
 
 
 @dataclass(frozen=True)
@@ -164,20 +167,26 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
     if model_type in SAMPLED_TYPES and fit_sample_rows is not None:
         positions["fit"] = sampled("fit_sample", positions["fit"], fit_sample_rows)
     positions["validation"] = sampled("validation_sample", positions["validation"], VALIDATION_SAMPLE_ROWS)
-    train_rows = np.sort(np.concatenate([positions["fit"], positions["validation"]]))
+
+    def train_rows() -> np.ndarray:  # made when needed: not held alongside the network's fit input
+        return np.sort(np.concatenate([positions["fit"], positions["validation"]]))
+
     validation = (rows.gather(positions["validation"]), y[positions["validation"]])
     tuned = None
     if config.tuning:
         from trainer.tuning import tune  # optuna loads only for a tuned run
 
-        tuning_rows = train_rows if fit_sample_rows is None else sampled("tuning_sample", train_rows, fit_sample_rows)
+        tuning_rows = (train_rows() if fit_sample_rows is None
+                       else sampled("tuning_sample", train_rows(), fit_sample_rows))
         tuned = tune(model_type, task, plan.features, rows.gather(tuning_rows), y[tuning_rows], classes, config,
                      on_trial=on_trial)
         config = tuned.config
+        del tuning_rows
     if model_type == "neural_network":
         fit = network_input(rows, positions["fit"], y[positions["fit"]], plan.features, config.random_seed)
     else:
         fit = (rows.gather(positions["fit"]), y[positions["fit"]])
+    release_free_memory()  # the passes above leave free, fragmented heap pages; the fit is the run's peak
     fit_started = time.monotonic()
     outcome = fit_model(model_type, task, plan.features, {"fit": fit, "validation": validation}, classes, config,
                         on_epoch)
@@ -194,7 +203,7 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
     performance["feature_importance_method"] = (
         "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
     )
-    reference = training_reference(model, rows, train_rows, plan.features, task, classes, config.random_seed)
+    reference = training_reference(model, rows, train_rows(), plan.features, task, classes, config.random_seed)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)
     training = finite_only(outcome.training_metrics, dropped=dropped)
@@ -255,8 +264,9 @@ def encode_target(y: pd.Series, task: str) -> tuple[list | None, np.ndarray]:
     classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
     if len(classes) < 2:
         raise TrainingFailed(f"target has a single class ({classes[0]!r}); classification needs at least two")
-    # Codes by position in `classes` (what a value -> index map gives), without a Python object per row.
-    codes = pd.Categorical(y, categories=classes).codes.astype("int64")
+    # Codes by position in `classes` (what a value -> index map gives), without a Python object per row, in the
+    # smallest integer type that holds them (int8 below 128 classes): the one per-row array every type keeps.
+    codes = pd.Categorical(y, categories=classes).codes
     if (codes < 0).any():
         raise AssertionError("a target value outside its own classes")
     return [_native(c) for c in classes], codes
@@ -266,11 +276,13 @@ def _native(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def split_positions(y: np.ndarray, task: str, config: TrainingConfig) -> dict[str, np.ndarray]:
-    """Row positions of the fit, validation and test splits (deterministic for a given y and config)."""
+def split_positions(y: np.ndarray, task: str, config: TrainingConfig,
+                    method: str = SPLIT_METHOD) -> dict[str, np.ndarray]:
+    """Row positions (increasing) of the fit, validation and test splits, a function of y and config alone
+    (`trainer.splitting`; `method` SKLEARN_METHOD rebuilds an older manifest's split)."""
     positions = np.arange(len(y))
-    train, test = _split(positions, y, task, config.train_test_split, config.random_seed)
-    fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed)
+    train, test = _split(positions, y, task, config.train_test_split, config.random_seed, method)
+    fit, validation = _split(train, y[train], task, 1.0 - config.validation_split, config.random_seed, method)
     return {"fit": fit, "validation": validation, "test": test}
 
 
@@ -285,19 +297,21 @@ def sample_fit_rows(y: np.ndarray, fit: np.ndarray, cap: int, task: str,
     return sample_positions(y[fit], fit, cap, task, seed)
 
 
-def _split(positions, y, task, train_fraction, seed):
-    from sklearn.model_selection import train_test_split
-
+def _split(positions, y, task, train_fraction, seed, method: str = SPLIT_METHOD):
+    """(the rest, the chosen `1 - train_fraction` of `positions`), each in the order of `positions`; `y` is
+    aligned with `positions`."""
     n_test = max(1, round(len(positions) * (1.0 - train_fraction)))
     if n_test >= len(positions):
         raise TrainingFailed(f"insufficient training data: {len(positions)} rows cannot be split further")
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        if counts.min() >= 2 and n_test >= len(counts) and len(positions) - n_test >= len(counts):
-            stratify = y
-    first, second = train_test_split(positions, test_size=n_test, random_state=seed, stratify=stratify)
-    return np.sort(first), np.sort(second)
+    stratify = task == "classification" and can_stratify(y, n_test)
+    if method == SKLEARN_METHOD:  # a manifest written before trainer.splitting
+        from sklearn.model_selection import train_test_split
+
+        first, second = train_test_split(positions, test_size=n_test, random_state=seed,
+                                         stratify=y if stratify else None)
+        return np.sort(first), np.sort(second)
+    chosen = choose(y, n_test, seed, stratify)
+    return positions[~chosen], positions[chosen]
 
 
 def positions_digest(positions: np.ndarray) -> str:
@@ -380,7 +394,7 @@ def held_out_split(frame: pd.DataFrame, manifest: dict[str, Any]) -> tuple[pd.Da
         encoded = y.map(index).to_numpy(dtype="int64")
     else:
         encoded = y.to_numpy(dtype="float64")
-    test = split_positions(encoded, task, config)["test"]
+    test = split_positions(encoded, task, config, split.get("method", SPLIT_METHOD))["test"]
     if positions_digest(test) != split["test_positions_sha256"]:
         raise ValueError("rebuilt test split does not match the manifest (different data or row order)")
     return frame.iloc[test].reset_index(drop=True), y.iloc[test].tolist()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from trainer.errors import TrainingFailed
 from trainer.logs import get_logger
-from trainer.storage import DataObject, _describe, list_data_objects
+from trainer.storage import DataObject, RangedObject, _describe, list_data_objects, ranged_get
 
 log = get_logger("predict.input")
 
@@ -158,43 +158,13 @@ def rebatch(pieces: Iterable, size: int, concat: Callable[[list], Any], cut: Cal
 
 # ---- Parquet -------------------------------------------------------------------------------------
 
-class S3RangeFile(io.RawIOBase):
-    """A read-only, seekable view of one S3 object through ranged GETs (pyarrow reads only the footer)."""
-
-    def __init__(self, client, obj: DataObject) -> None:
-        super().__init__()
-        self.client, self.obj, self.position = client, obj, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.obj.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer) -> int:
-        if self.position >= self.obj.size or not len(buffer):
-            return 0
-        end = min(self.obj.size, self.position + len(buffer)) - 1
-        data = _ranged_get(self.client, self.obj, self.position, end)
-        buffer[: len(data)] = data
-        self.position += len(data)
-        return len(data)
-
 
 def _parquet_columns(client, obj: DataObject) -> InputObject:
     import pyarrow.parquet as pq
 
     if obj.size == 0:
         raise TrainingFailed(f"unreadable parquet object {obj.uri}: it is empty (0 bytes)")
-    schema = pq.ParquetFile(S3RangeFile(client, obj)).schema_arrow
+    schema = pq.ParquetFile(RangedObject(client, obj)).schema_arrow
     return InputObject(source=obj, columns=tuple(schema.names),
                        arrow_types={name: schema.field(name).type for name in schema.names})
 
@@ -272,7 +242,7 @@ def _first_record(client, obj: DataObject, parse: Callable[[str, bool], tuple[bo
         return None
     length = PROBE_BYTES
     while True:
-        data = _ranged_get(client, obj, 0, min(obj.size, length) - 1)
+        data = ranged_get(client, obj, 0, min(obj.size, length) - 1)
         whole = length >= obj.size
         if obj.key.lower().endswith(".gz"):
             data = zlib.decompressobj(zlib.MAX_WBITS | 32).decompress(data)
@@ -310,14 +280,6 @@ def _json_record(text: str, whole: bool) -> tuple[bool, list[str] | None]:
             raise ValueError(f"its first record is a JSON {type(record).__name__}, not an object")
         return True, list(record)
     return whole, None
-
-
-def _ranged_get(client, obj: DataObject, start: int, end: int) -> bytes:
-    try:
-        return client.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes={start}-{end}",
-                                 IfMatch=f'"{obj.etag}"')["Body"].read()
-    except Exception as exc:
-        raise TrainingFailed(f"cannot read {obj.uri}: {_describe(exc)}") from None
 
 
 def _problem(exc: Exception) -> str:

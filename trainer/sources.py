@@ -60,18 +60,25 @@ class FrameRows:
 
 @dataclass
 class StreamRows:
-    """The rows of a `PartStream`; `rows[i]` is the stream position of local row i (`Scan.rows`)."""
+    """The rows of a `PartStream`; `rows[i]` is the stream position of local row i (`Scan.rows`: increasing).
+    When every row has a target, local and stream positions are the same and `rows` is dropped (None): 8 bytes
+    a row less for the whole run, and no mapped copy of every position set."""
 
     stream: PartStream
-    rows: np.ndarray
+    rows: np.ndarray | None
     buffer_rows: int = DEFAULT_BUFFER_ROWS
+
+    def __post_init__(self) -> None:
+        if self.rows is not None and (not len(self.rows) or int(self.rows[-1]) == len(self.rows) - 1):
+            self.rows = None  # increasing and distinct, ending at n - 1: exactly 0..n-1
 
     @property
     def rows_read(self) -> int:
         return self.stream.total_rows
 
     def _global(self, positions: np.ndarray) -> np.ndarray:
-        return self.rows[np.asarray(positions, dtype="int64")]
+        positions = np.asarray(positions, dtype="int64")
+        return positions if self.rows is None else self.rows[positions]
 
     def gather(self, positions: np.ndarray) -> pd.DataFrame:
         frame = self.stream.gather(self._global(positions))

@@ -116,6 +116,49 @@ def _format_of(name: str, declared: str) -> str:
     return declared
 
 
+def ranged_get(client, obj: DataObject, start: int, end: int) -> bytes:
+    """Bytes `start`..`end` (inclusive) of `obj`, with If-Match on its listed ETag."""
+    try:
+        return client.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes={start}-{end}",
+                                 IfMatch=f'"{obj.etag}"')["Body"].read()
+    except Exception as exc:
+        raise TrainingFailed(f"cannot read {obj.uri} (bytes {start}-{end}): {_describe(exc)}") from None
+
+
+class RangedObject(io.RawIOBase):
+    """A read-only, seekable file over one S3 object of its listed size, for pyarrow to read a Parquet file by
+    ranges: each `readinto` is one `ranged_get`, so an object replaced while it is read fails the read instead
+    of mixing versions. `requests` counts the GETs."""
+
+    def __init__(self, client, obj: DataObject) -> None:
+        super().__init__()
+        self.client, self.obj, self.position, self.requests = client, obj, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.obj.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.obj.size or not len(buffer):
+            return 0
+        end = min(self.obj.size, self.position + len(buffer)) - 1
+        data = ranged_get(self.client, self.obj, self.position, end)
+        memoryview(buffer).cast("B")[:len(data)] = data
+        self.position += len(data)
+        self.requests += 1
+        return len(data)
+
+
 def read_data_object(client, obj: DataObject, columns: list[Column], target: str) -> pd.DataFrame:
     """The object's rows, restricted to the ontology's columns; a missing one fails naming it and the object."""
     try:

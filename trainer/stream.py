@@ -24,13 +24,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from trainer.errors import TrainingFailed
 from trainer.ontology import Column
-from trainer.storage import DataObject, _describe, parse_bytes, with_declared_columns
+from trainer.storage import DataObject, RangedObject, _describe, parse_bytes, with_declared_columns
 from trainer.stream_stats import (
     DEFAULT_COLLECT_LIMIT,
     DEFAULT_MAX_LEVELS,
@@ -45,13 +46,21 @@ DEFAULT_BATCH_ROWS = 50_000
 BLOCK_ROWS = 65_536
 DEFAULT_BUFFER_ROWS = 200_000
 
-Fetch = Callable[[DataObject], bytes]
+# A part: its bytes, or (a Parquet part) a seekable binary file Parquet reads by ranges.
+Fetch = Callable[[DataObject], "bytes | BinaryIO"]
+# A Parquet part larger than this is read by ranged GETs, a column chunk `PARQUET_READ_BYTES` at a time, never
+# whole: a part's memory is then its decoded batch, not its size. Smaller parts cost one GET each.
+RANGED_READ_ABOVE_BYTES = 32 * 1024 * 1024
+PARQUET_READ_BYTES = 1024 * 1024
 
 
-def s3_fetch(client) -> Fetch:
-    """A part's bytes from S3, with If-Match on its listed ETag (as `read_data_object` reads it)."""
+def s3_fetch(client, ranged_above: int = RANGED_READ_ABOVE_BYTES) -> Fetch:
+    """A part from S3, every GET with If-Match on its listed ETag (as `read_data_object` reads it): the bytes,
+    or for a Parquet part over `ranged_above` bytes a `RangedObject`."""
 
-    def fetch(obj: DataObject) -> bytes:
+    def fetch(obj: DataObject) -> bytes | BinaryIO:
+        if obj.format == "parquet" and obj.size > ranged_above:
+            return RangedObject(client, obj)
         try:
             return client.get_object(Bucket=obj.bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"].read()
         except Exception as exc:
@@ -157,9 +166,9 @@ class PartStream:
         body = self.fetch(obj)
         try:
             if obj.format == "parquet":
-                yield from self._parquet_frames(obj, body)
+                yield from self._parquet_frames(obj, io.BytesIO(body) if isinstance(body, bytes) else body)
                 return
-            frame = parse_bytes(body, obj.format, obj.key, self.wanted)
+            frame = parse_bytes(body if isinstance(body, bytes) else body.read(), obj.format, obj.key, self.wanted)
         except TrainingFailed:
             raise
         except Exception as exc:
@@ -169,10 +178,11 @@ class PartStream:
         for start in range(0, len(frame), self.batch_rows):
             yield frame.iloc[start:start + self.batch_rows].reset_index(drop=True)
 
-    def _parquet_frames(self, obj: DataObject, body: bytes) -> Iterator[pd.DataFrame]:
+    def _parquet_frames(self, obj: DataObject, source: BinaryIO) -> Iterator[pd.DataFrame]:
         import pyarrow.parquet as pq
 
-        part = pq.ParquetFile(io.BytesIO(body))
+        # buffer_size: column chunks are read (and, from a RangedObject, fetched) that much at a time.
+        part = pq.ParquetFile(source, buffer_size=PARQUET_READ_BYTES, pre_buffer=False)
         present = [name for name in self.wanted if name in part.schema_arrow.names]
         if present:
             self._checked(pd.DataFrame(columns=present), obj)
@@ -437,19 +447,14 @@ def sample_positions(y: np.ndarray, positions: np.ndarray, cap: int, task: str, 
     """At most `cap` of `positions` (sorted), reproducibly: stratified by `y` (aligned with `positions`) for
     classification when every class has two rows and the cap and the remainder can each hold every class (the
     rule `split_positions` applies), else uniformly; all of them when there are at most `cap`."""
-    from sklearn.model_selection import train_test_split
+    from trainer.splitting import METHOD, can_stratify, choose
 
     positions = np.asarray(positions, dtype="int64")
     total = len(positions)
     record = {"rows_total": total, "cap": int(cap), "random_seed": seed}
     if total <= cap:
         return np.sort(positions), {**record, "rows_sampled": total, "method": "all rows (not over the cap)"}
-    stratify = None
-    if task == "classification":
-        _, counts = np.unique(y, return_counts=True)
-        if counts.min() >= 2 and cap >= len(counts) and total - cap >= len(counts):
-            stratify = y
-    chosen, _ = train_test_split(positions, train_size=int(cap), random_state=seed, stratify=stratify)
-    method = "sklearn.model_selection.train_test_split(" + ("stratified by target)" if stratify is not None
-                                                             else "uniform)")
-    return np.sort(chosen), {**record, "rows_sampled": len(chosen), "method": method}
+    stratify = task == "classification" and can_stratify(y, cap)
+    chosen = np.sort(positions[choose(y, int(cap), seed, stratify)])
+    method = f"{METHOD}: " + ("stratified by target" if stratify else "uniform")
+    return chosen, {**record, "rows_sampled": len(chosen), "method": method}

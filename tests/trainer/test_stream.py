@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 from trainer_helpers import DATA_BUCKET, put_frame
 
+from trainer.errors import TrainingFailed
 from trainer.features import FrameCoercer, target_values
 from trainer.ontology import Column
 from trainer.pipeline import encode_target, prepare_rows, split_positions
 from trainer.spec import TrainingConfig
+from trainer.splitting import METHOD as SPLIT_METHOD
 from trainer.storage import list_data_objects, load_training_data
-from trainer.stream import PartStream, s3_fetch, sample_positions, scan, statistics
+from trainer.stream import PARQUET_READ_BYTES, PartStream, s3_fetch, sample_positions, scan, statistics
 from trainer.stream_stats import FeatureStats, exact_medians
 
 COLUMNS = [
@@ -121,6 +123,47 @@ def test_rows_are_numbered_as_load_training_data_concatenates_them(s3, dataset):
     # After the first pass every batch has the concatenated frame's dtypes: the same frame, cell for cell.
     again = pd.concat([b.frame for b in stream.batches()])
     pd.testing.assert_frame_equal(again, dataset.frame)
+
+
+class RecordingS3:
+    """The test's S3 client, recording each GetObject's Range (None for a whole read)."""
+
+    def __init__(self, s3) -> None:
+        self.s3, self.ranges = s3, []
+
+    def get_object(self, **kwargs):
+        self.ranges.append(kwargs.get("Range"))
+        return self.s3.get_object(**kwargs)
+
+
+def test_a_large_parquet_part_is_read_by_ranges_into_the_same_rows(s3):
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"label": rng.choice(["a", "b"], 30_000), **{f"x{i}": rng.normal(size=30_000)
+                                                                      for i in range(6)}})
+    key = f"ranged-{uuid.uuid4().hex[:8]}/part-000.parquet"
+    put_frame(s3, key, frame, "parquet")
+    objects = list_data_objects(s3, f"s3://{DATA_BUCKET}/{key.split('/')[0]}", "parquet")
+    wanted = list(frame.columns)
+    recording = RecordingS3(s3)
+    ranged = PartStream(objects, wanted, "label", s3_fetch(recording, ranged_above=0), batch_rows=4096)
+    whole = PartStream(objects, wanted, "label", s3_fetch(s3), batch_rows=4096)
+    pd.testing.assert_frame_equal(pd.concat([b.frame for b in ranged.batches()]),
+                                  pd.concat([b.frame for b in whole.batches()]))
+    size = objects[0].size
+    assert len(recording.ranges) > 2 and None not in recording.ranges  # never the whole object
+    spans = [tuple(map(int, r.removeprefix("bytes=").split("-"))) for r in recording.ranges]
+    assert all(end - start + 1 <= PARQUET_READ_BYTES and end < size for start, end in spans)
+
+
+def test_a_part_replaced_while_it_is_read_by_ranges_fails_the_run(s3):
+    frame = pd.DataFrame({"label": ["a", "b"] * 500, "x0": np.arange(1000.0)})
+    key = f"ranged-{uuid.uuid4().hex[:8]}/part-000.parquet"
+    put_frame(s3, key, frame, "parquet")
+    objects = list_data_objects(s3, f"s3://{DATA_BUCKET}/{key.split('/')[0]}", "parquet")
+    put_frame(s3, key, frame.iloc[::-1], "parquet")  # a new version after the listing: another ETag
+    stream = PartStream(objects, ["label", "x0"], "label", s3_fetch(s3, ranged_above=0))
+    with pytest.raises(TrainingFailed, match=f"s3://{DATA_BUCKET}/{key}"):
+        list(stream.batches())
 
 
 @pytest.mark.parametrize("target", [LABEL, INCOME, Column("age", "integer")], ids=lambda c: c.name)
@@ -258,11 +301,11 @@ def test_sample_positions_is_stratified_reproducible_and_recorded():
     for label in (0, 1, 2):
         assert abs((picked == label).mean() - (y == label).mean()) < 0.002
     assert record == {"rows_total": 5000, "cap": 1000, "random_seed": 4, "rows_sampled": 1000,
-                      "method": "sklearn.model_selection.train_test_split(stratified by target)"}
+                      "method": f"{SPLIT_METHOD}: stratified by target"}
     everything, record = sample_positions(y, positions, 6000, "classification", seed=4)
     assert np.array_equal(everything, positions) and record["rows_sampled"] == 5000
     _, record = sample_positions(rng.normal(size=5000), positions, 100, "regression", seed=4)
-    assert record["method"].endswith("(uniform)") and record["rows_sampled"] == 100
+    assert record["method"].endswith(": uniform") and record["rows_sampled"] == 100
 
 
 # --- memory ---------------------------------------------------------------------------------------------

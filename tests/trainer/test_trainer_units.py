@@ -154,8 +154,10 @@ def test_network_honours_epochs_patience_learning_rate_and_batch_size(wine):
     assert slower.training_metrics["training_loss"] > short.training_metrics["training_loss"]
     other_batch = train_and_evaluate(frame, ttl, "neural_network", {**config, "batch_size": 64})
     assert other_batch.training_metrics != short.training_metrics
-    patient = train_and_evaluate(frame, ttl, "neural_network",
-                                 {**config, "max_iterations": 300, "early_stopping_rounds": 2, "learning_rate": 0.1})
+    # A seed whose ~27 validation rows the network does not separate perfectly: where it does, the loss keeps
+    # shrinking by tiny steps towards 0 and patience never runs out (improvement has no minimum size).
+    patient = train_and_evaluate(frame, ttl, "neural_network", {**config, "max_iterations": 300, "random_seed": 12,
+                                                                "early_stopping_rounds": 2, "learning_rate": 0.1})
     assert patient.training_metrics["stopped_early"] and patient.training_metrics["epochs_run"] < 300
     best = min(patient.training_metrics["learning_curve"], key=lambda p: p["validation_loss"])
     assert patient.training_metrics["epoch"] == best["epoch"]
