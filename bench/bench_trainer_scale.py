@@ -2,6 +2,7 @@
 and 10 million rows, to show that the streamed trainer's memory does not grow with the data.
 
     python -m bench.bench_trainer_scale [--sizes 1000000,4000000,10000000] [--types ...] [--no-write]
+    python -m bench.bench_trainer_scale --report-from nn.log rf.log   # one section from runs made apart
 
 The data is `bench.bench_trainer.make_frame`'s table (20 features: 18 numeric, 2 categorical; a binary
 target), written as 20 Parquet part files to a moto server S3 in this process, each part generated on its own
@@ -119,13 +120,26 @@ def report(results: list[dict]) -> str:
     )
 
 
+def _logged_entries(paths: list[str]) -> list[dict]:
+    """The result entries `run` printed to stderr, one JSON object a line, from the logs at `paths`."""
+    from pathlib import Path
+
+    return [json.loads(line) for path in paths for line in Path(path).read_text().splitlines()
+            if line.startswith('{"type"')]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,4000000,10000000")
     parser.add_argument("--types", default="neural_network,random_forest")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    parser.add_argument("--report-from", nargs="+", metavar="LOG",
+                        help="measure nothing: report the entries earlier runs printed (their stderr logs)")
     args = parser.parse_args(argv)
-    results = run([int(s) for s in args.sizes.split(",")], args.types.split(","))
+    if args.report_from:
+        results = sorted(_logged_entries(args.report_from), key=lambda e: (e["type"] != "neural_network", e["rows"]))
+    else:
+        results = run([int(s) for s in args.sizes.split(",")], args.types.split(","))
     body = report(results)
     if args.no_write:
         print(body)

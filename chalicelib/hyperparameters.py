@@ -45,6 +45,8 @@ MAX_TUNING_TRIALS = 1_000
 TUNING_METRICS = ("accuracy", "f1_score", "f1_macro", "f1_weighted", "precision", "recall", "log_loss", "roc_auc",
                   "r2", "rmse", "mae")
 
+DIAGNOSTICS = ("full", "minimal")
+
 TRAINING_CONFIG: dict[str, dict[str, Any]] = {
     "train_test_split": {"type": "number", "exclusive_minimum": 0, "exclusive_maximum": 1,
                          "description": "share of rows used for training (default 0.8)"},
@@ -74,6 +76,11 @@ TRAINING_CONFIG: dict[str, dict[str, Any]] = {
                               "description": "cross-validated score to optimise (default accuracy or r2)"},
                },
                "description": "hyperparameter search with Optuna on the training split (trainer/tuning.py)"},
+    "diagnostics": {"type": "string", "choices": DIAGNOSTICS,
+                    "description": "full (default): permutation importance of every input column and the forest "
+                                   "grown in stages for its learning curve; minimal: neither, for a faster run "
+                                   "(feature_importance null; a forest without early_stopping_rounds fitted in "
+                                   "one go)"},
     "validation_split": {"type": "number", "exclusive_minimum": 0, "exclusive_maximum": 1, "api": False,
                          "description": "share of the train split held out for validation loss (default 0.1)"},
     "synthetic_rows": {"type": "integer", "minimum": 50, "maximum": MAX_SYNTHETIC_ROWS, "api": False,

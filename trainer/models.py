@@ -172,7 +172,7 @@ def _fit_sklearn(model_type, task, features, split, classes, config, on_epoch) -
         x_fit = preprocessor.fit_transform(fit_frame)
         x_val = preprocessor.transform(val_frame)
         try:
-            if model_type == "random_forest":
+            if model_type == "random_forest" and (config.diagnostics != "minimal" or config.early_stopping_rounds):
                 curve, stopped = _grow_forest(estimator, task, x_fit, y_fit, x_val, y_val, classes, config, on_epoch)
             else:
                 estimator.fit(x_fit, y_fit)

@@ -198,11 +198,7 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
                                                                                     + final, 3)}
     model = outcome.model
     performance = evaluate_blocks(model, rows.blocks(positions["test"]), y[positions["test"]], task, classes)
-    performance["feature_importance"] = importance(model, rows, positions["fit"], y, plan.features, task,
-                                                   config.random_seed)
-    performance["feature_importance_method"] = (
-        "permutation: mean increase of training-split loss when one input column is shuffled, normalised to sum 1"
-    )
+    performance.update(importance_entries(model, rows, positions["fit"], y, plan.features, task, config))
     reference = training_reference(model, rows, train_rows(), plan.features, task, classes, config.random_seed)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)
@@ -331,6 +327,18 @@ def evaluate_blocks(model, blocks, y: np.ndarray, task: str, classes: list | Non
     if task == "classification":
         return classification_metrics(y, encoded, np.concatenate(probabilities), classes)
     return regression_metrics(y, encoded)
+
+
+def importance_entries(model, rows: Rows, fit: np.ndarray, y: np.ndarray, features: list[Column], task: str,
+                       config: TrainingConfig) -> dict:
+    """`feature_importance` and `feature_importance_method` of the performance metrics (none computed when
+    `training_config.diagnostics` is minimal)."""
+    if config.diagnostics == "minimal":
+        return {"feature_importance": None,
+                "feature_importance_method": "not computed (training_config.diagnostics minimal)"}
+    return {"feature_importance": importance(model, rows, fit, y, features, task, config.random_seed),
+            "feature_importance_method": ("permutation: mean increase of training-split loss when one input column "
+                                          "is shuffled, normalised to sum 1")}
 
 
 def importance(model, rows: Rows, fit: np.ndarray, y: np.ndarray, features: list[Column], task: str,

@@ -34,6 +34,8 @@ class TrainingConfig:
     synthetic_rows: int = 2000
     # {"budget_seconds", "max_trials"?, "metric"?}: search hyperparameters first (trainer/tuning.py); None: no search.
     tuning: dict[str, Any] | None = None
+    # "full": permutation importance and the forest's staged learning curve; "minimal": neither.
+    diagnostics: str = "full"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, model_type: str | None = None) -> TrainingConfig:
@@ -54,6 +56,7 @@ class TrainingConfig:
             validation_split=float(raw.get("validation_split", 0.1)),
             synthetic_rows=raw.get("synthetic_rows", 2000),
             tuning=dict(raw["tuning"]) if raw.get("tuning") is not None else None,
+            diagnostics=raw.get("diagnostics", "full"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +72,7 @@ class TrainingConfig:
             "validation_split": self.validation_split,
             "synthetic_rows": self.synthetic_rows,
             "tuning": dict(self.tuning) if self.tuning is not None else None,
+            "diagnostics": self.diagnostics,
         }
 
 

@@ -136,6 +136,32 @@ def test_forest_honours_max_iterations_and_hyperparameters(wine):
     assert [p["epoch"] for p in result.training_metrics["learning_curve"]] == [1, 2, 3, 4, 5, 6, 7]
 
 
+@pytest.mark.parametrize("model_type", ["random_forest", "regression"])
+def test_minimal_diagnostics_skip_importance_and_the_forests_stages(wine, model_type):
+    frame, ttl = wine
+    config = {**BASE, "max_iterations": 20} if model_type == "random_forest" else BASE
+    full = train_and_evaluate(frame, ttl, model_type, config)
+    minimal = train_and_evaluate(frame, ttl, model_type, {**config, "diagnostics": "minimal"})
+    assert set(full.performance_metrics["feature_importance"]) == set(frame.columns) - {"target"}
+    assert minimal.performance_metrics["feature_importance"] is None
+    assert "diagnostics minimal" in minimal.performance_metrics["feature_importance_method"]
+    # The model is the same: test metrics agree (the forest grown in one go equals the one grown in stages).
+    assert minimal.performance_metrics["accuracy"] == full.performance_metrics["accuracy"]
+    if model_type == "random_forest":
+        assert len(full.training_metrics["learning_curve"]) == 10
+        assert [p["epoch"] for p in minimal.training_metrics["learning_curve"]] == [20]
+        # Early stopping needs the stages: asked for, the forest is still grown in them.
+        stopping = train_and_evaluate(frame, ttl, model_type, {**config, "diagnostics": "minimal",
+                                                               "early_stopping_rounds": 3})
+        assert len(stopping.training_metrics["learning_curve"]) > 1
+
+
+def test_an_unknown_diagnostics_level_is_refused(wine):
+    frame, ttl = wine
+    with pytest.raises(TrainingFailed, match="training_config.diagnostics must be one of"):
+        train_and_evaluate(frame, ttl, "decision_tree", {**BASE, "diagnostics": "none"})
+
+
 def test_forest_early_stopping_keeps_the_best_stage(customers):
     config = {**BASE, "max_iterations": 200, "early_stopping_rounds": 1}
     result = train_and_evaluate(customers, CUSTOMER_TTL, "random_forest", config)
