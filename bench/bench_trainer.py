@@ -14,7 +14,8 @@ to exit, with its peak RSS from os.wait4 (that child only):
   split, the same estimator and settings in a plain scikit-learn pipeline or PyTorch loop,
   accuracy on the test split. Nothing else.
 
-Both pay the interpreter's imports (~4-5 s here: scikit-learn pulls in torch).
+Both pay their imports (the trainer's fixed start per type is `bench/bench_trainer_start.py`'s). At up to
+100,000 rows the trainer also runs with `training_config.diagnostics: minimal`, to show what its extras cost.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ SETTINGS = {
     "regression": {"max_iterations": 200},
     "neural_network": {"max_iterations": 5, "batch_size": 1024, "learning_rate": 0.001, "early_stopping_rounds": 5},
 }
+MINIMAL = {"diagnostics": "minimal"}
+MINIMAL_UP_TO_ROWS = 100_000
 SETTINGS_TEXT = {
     "decision_tree": "max_depth 12",
     "random_forest": "20 trees, max_depth 12",
@@ -136,10 +139,11 @@ def trainer_environment(env: dict, model_id: str, model_type: str, uri: str, fmt
     }
 
 
-def trainer_run(s3, env: dict, model_type: str, rows: int, uri: str, ontology: str, callback_url: str) -> dict:
+def trainer_run(s3, env: dict, model_type: str, rows: int, uri: str, ontology: str, callback_url: str,
+                extra: dict | None = None) -> dict:
     model_id = f"bench-{model_type}-{rows}-{time.time_ns()}"
     child_env = trainer_environment(env, model_id, model_type, uri, "parquet", ontology, callback_url,
-                                    SETTINGS[model_type])
+                                    {**SETTINGS[model_type], **(extra or {})})
     result = measure([sys.executable, "-m", "trainer"], child_env)
     if result["returncode"] == 0:
         manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"models/{model_id}/v1/manifest.json")["Body"].read())
@@ -272,24 +276,34 @@ def run(sizes: list[int], types: list[str]) -> list[list[object]]:
             for model_type in types:
                 ours = trainer_run(s3, env, model_type, size, uri, ontology, callback_url)
                 base = bare_run(env, model_type, uri)
-                rows_out.append(_row(model_type, size, megabytes, ours, base))
-                print(json.dumps({"type": model_type, "rows": size, "trainer": ours, "bare": base},
+                # Where the extras weigh most (small data), the same run with training_config.diagnostics minimal.
+                lean = (trainer_run(s3, env, model_type, size, uri, ontology, callback_url, MINIMAL)
+                        if size <= MINIMAL_UP_TO_ROWS else None)
+                rows_out.append(_row(model_type, size, megabytes, ours, base, lean))
+                print(json.dumps({"type": model_type, "rows": size, "trainer": ours, "bare": base, "minimal": lean},
                                  default=str)[:2000], file=sys.stderr, flush=True)
     return rows_out
 
 
-def _row(model_type: str, size: int, megabytes: float, ours: dict, base: dict) -> list[object]:
+def _row(model_type: str, size: int, megabytes: float, ours: dict, base: dict, lean: dict | None) -> list[object]:
     def fmt(value, spec):
         return "failed" if value is None else format(value, spec)
 
     ok = ours["returncode"] == 0 and base["returncode"] == 0
+    lean_ok = ok and lean is not None and lean["returncode"] == 0
+    if lean is None:
+        minimal = ["-", "-"]
+    elif lean_ok:
+        minimal = [f"{lean['wall']:.1f}", f"{lean['wall'] / base['wall']:.2f}"]
+    else:
+        minimal = ["failed", "-"]
     return [
         model_type, f"{size:,}", f"{megabytes:.0f}", SETTINGS_TEXT[model_type],
         fmt(ours["wall"], ".1f") if ours["returncode"] == 0 else "failed", fmt(ours["peak_mib"], ".0f"),
         fmt(base["wall"], ".1f") if base["returncode"] == 0 else "failed", fmt(base["peak_mib"], ".0f"),
         f"{ours['wall'] / base['wall']:.2f}" if ok else "-",
         f"{ours['peak_mib'] / base['peak_mib']:.2f}" if ok else "-",
-        fmt(ours.get("accuracy"), ".3f"), fmt(base.get("accuracy"), ".3f"),
+        fmt(ours.get("accuracy"), ".3f"), fmt(base.get("accuracy"), ".3f"), *minimal,
     ]
 
 
@@ -298,20 +312,23 @@ def report(rows: list[list[object]]) -> str:
 
     table = markdown_table(
         ["type", "rows", "Parquet MiB", "settings", "trainer s", "trainer peak MiB", "bare s", "bare peak MiB",
-         "time ratio", "memory ratio", "trainer accuracy", "bare accuracy"],
+         "time ratio", "memory ratio", "trainer accuracy", "bare accuracy", "trainer s, diagnostics minimal",
+         "time ratio, minimal"],
         rows,
     )
     return (
         "Binary classification, 20 features (18 numeric, 2 categorical with 8 levels), one Parquet object "
-        "in moto server S3. *trainer* is `python -m trainer` end to end (S3 read, ontology → features, fit, "
-        "test metrics, permutation importance, artifact upload, callbacks); *bare* is a hand-written "
-        "scikit-learn / PyTorch script on the same object (S3 read, 80/20 split, fit, test accuracy). "
-        "Both are child processes timed from spawn to exit; peak memory is the child's max RSS (`os.wait4`). "
-        "Both include ~4-5 s of imports. The trainer fits on 72% of the rows (10% of the train split is held out "
-        "for validation loss) where the bare script fits on 80%; the forest is also grown in 10 stages to record "
-        "a learning curve, and the network computes a validation loss every epoch. Most of the fixed memory gap "
-        "for the scikit-learn types is `import skops.io`, which imports every scikit-learn estimator module and, "
-        "through scikit-learn's array-API shim, torch.\n\n" + table
+        "in moto server S3. *trainer* is `python -m trainer` end to end (S3 read, ontology → features, split, "
+        "fit, test metrics, permutation importance, monitoring reference, artifact upload, callbacks); *bare* is a "
+        "hand-written scikit-learn / PyTorch script on the same object (S3 read, 80/20 split, fit, test "
+        "accuracy). Both are child processes timed from spawn to exit, imports included; peak memory is the "
+        "child's max RSS (`os.wait4`). The trainer fits on 72% of the rows (10% of the train split is held out "
+        "for validation loss) where the bare script fits on 80%; what it does beyond the bare script is fixed "
+        "start (its imports: \"Trainer: fixed start per model type\"), the forest's 10 staged fits for its "
+        "learning curve, the network's validation loss every epoch, permutation importance (2,000 rows), the "
+        "monitoring reference (up to 200,000 rows predicted) and the artifact. *diagnostics minimal* is the same "
+        "run with `training_config.diagnostics: minimal` (no permutation importance; the forest fitted in one "
+        f"go), measured up to {MINIMAL_UP_TO_ROWS:,} rows, where those extras weigh most.\n\n" + table
     )
 
 
