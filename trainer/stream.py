@@ -197,11 +197,11 @@ class PartStream:
     def selected(self, positions: np.ndarray) -> Iterator[pd.DataFrame]:
         """The rows at `positions` (any order; each once), in stream order, batch by batch; parts without
         a requested row are not read."""
-        wanted = np.unique(np.asarray(positions, dtype="int64"))
+        wanted = _increasing(positions)
         offsets = self.offsets()
         if len(wanted) and (wanted[0] < 0 or wanted[-1] >= offsets[-1]):
             raise ValueError(f"positions must be within 0..{offsets[-1] - 1}")
-        parts = np.unique(np.searchsorted(offsets, wanted, side="right") - 1)
+        parts = parts_holding(offsets, wanted)
         for batch in self.batches(parts.tolist()):
             low, high = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch.frame)])
             if high > low:
@@ -241,7 +241,7 @@ class PartStream:
             wanted, wanted_y = positions[order], (None if y is None else np.asarray(y)[order])
         offsets = self.offsets()
         parts_rng, buffer_rng = order_generators(seed, epoch)
-        parts = np.unique(np.searchsorted(offsets, wanted, side="right") - 1)
+        parts = parts_holding(offsets, wanted)
         buffer = _ShuffleBuffer(buffer_rng, buffer_rows, batch_rows or self.batch_rows)
         for batch in self.batches(parts_rng.permutation(parts).tolist()):
             low, high = np.searchsorted(wanted, [batch.offset, batch.offset + len(batch.frame)])
@@ -250,6 +250,21 @@ class PartStream:
                 yield from buffer.add(batch.frame.iloc[rows - batch.offset], rows,
                                       None if wanted_y is None else wanted_y[low:high])
         yield from buffer.flush()
+
+
+def parts_holding(offsets: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The parts (by their first-row `offsets`, total last) holding at least one of the increasing positions
+    `wanted`: one search per part boundary, not one per position (no array as long as `wanted`)."""
+    return np.flatnonzero(np.diff(np.searchsorted(wanted, offsets)) > 0)
+
+
+def _increasing(positions) -> np.ndarray:
+    """`positions` as increasing distinct int64 positions: itself when it is already (the split's are), else
+    sorted and deduplicated (a copy)."""
+    positions = np.asarray(positions, dtype="int64")
+    if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
+        return positions
+    return np.unique(positions)
 
 
 def order_generators(seed: int, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:

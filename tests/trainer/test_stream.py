@@ -23,7 +23,15 @@ from trainer.pipeline import encode_target, prepare_rows, split_positions
 from trainer.spec import TrainingConfig
 from trainer.splitting import METHOD as SPLIT_METHOD
 from trainer.storage import list_data_objects, load_training_data
-from trainer.stream import PARQUET_READ_BYTES, PartStream, s3_fetch, sample_positions, scan, statistics
+from trainer.stream import (
+    PARQUET_READ_BYTES,
+    PartStream,
+    parts_holding,
+    s3_fetch,
+    sample_positions,
+    scan,
+    statistics,
+)
 from trainer.stream_stats import FeatureStats, exact_medians
 
 COLUMNS = [
@@ -287,6 +295,14 @@ def test_gather_returns_frame_iloc(s3, dataset):
     pd.testing.assert_frame_equal(stream.gather(only_last_part), dataset.frame.iloc[only_last_part])
     with pytest.raises(ValueError):
         stream.gather(np.array([len(dataset.frame)]))
+
+
+def test_parts_holding_names_the_parts_with_a_wanted_row():
+    offsets = np.array([0, 10, 10, 25, 40])  # part 1 is empty
+    for wanted in ([], [0], [9, 10], [24], [25, 39], [3, 12, 30], list(range(40))):
+        wanted = np.array(wanted, dtype="int64")
+        expected = sorted({int(np.searchsorted(offsets, w, side="right") - 1) for w in wanted})
+        assert parts_holding(offsets, wanted).tolist() == expected, wanted
 
 
 def test_sample_positions_is_stratified_reproducible_and_recorded():
