@@ -164,12 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     parser.add_argument("--report-from", nargs="+", metavar="LOG",
                         help="measure nothing: report the entries earlier runs printed (their stderr logs)")
+    parser.add_argument("--note", default="", help="a sentence on how this run was made, appended to the section")
     args = parser.parse_args(argv)
     if args.report_from:
         results = sorted(_logged_entries(args.report_from), key=lambda e: (e["type"] != "neural_network", e["rows"]))
     else:
         results = run([int(s) for s in args.sizes.split(",")], args.types.split(","))
-    body = report(results)
+    body = report(results) + (f"\n\n{args.note}" if args.note else "")
     if args.no_write:
         print(body)
     else:
