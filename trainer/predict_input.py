@@ -164,7 +164,8 @@ def _parquet_columns(client, obj: DataObject) -> InputObject:
 
     if obj.size == 0:
         raise TrainingFailed(f"unreadable parquet object {obj.uri}: it is empty (0 bytes)")
-    schema = pq.ParquetFile(RangedObject(client, obj)).schema_arrow
+    with RangedObject(client, obj) as source:
+        schema = pq.ParquetFile(source).schema_arrow
     return InputObject(source=obj, columns=tuple(schema.names),
                        arrow_types={name: schema.field(name).type for name in schema.names})
 

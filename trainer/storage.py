@@ -5,6 +5,7 @@ client honours AWS_ENDPOINT_URL (passed in as `endpoint_url`), so moto server wo
 """
 from __future__ import annotations
 
+import bisect
 import io
 import posixpath
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ if TYPE_CHECKING:  # pandas loads with the first data object: a run that fails b
     import pandas as pd
 
 log = get_logger("storage")
+
+# How many ranged GETs a `RangedObject` keeps open at once (one per column chunk being read); the S3 client's
+# connection pool is sized to hold them (`s3_client`).
+MAX_OPEN_RANGES = 32
 
 EXTENSIONS = {
     ".csv": "csv",
@@ -40,7 +45,8 @@ def s3_client(endpoint_url: str | None = None, session=None):
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    # The pool holds a RangedObject's open GETs besides the run's other calls.
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=MAX_OPEN_RANGES + 8)
     return (session or boto3).client("s3", endpoint_url=endpoint_url, config=config)
 
 
@@ -125,14 +131,38 @@ def ranged_get(client, obj: DataObject, start: int, end: int) -> bytes:
         raise TrainingFailed(f"cannot read {obj.uri} (bytes {start}-{end}): {_describe(exc)}") from None
 
 
+class _OpenRange:
+    """One ranged GET being read: the body from `position` up to `end` (exclusive)."""
+
+    def __init__(self, body, position: int, end: int) -> None:
+        self.body, self.position, self.end = body, position, end
+
+    def close(self) -> None:
+        try:
+            self.body.close()
+        except Exception:  # a connection already gone: nothing left to release
+            pass
+
+
 class RangedObject(io.RawIOBase):
     """A read-only, seekable file over one S3 object of its listed size, for pyarrow to read a Parquet file by
-    ranges: each `readinto` is one `ranged_get`, so an object replaced while it is read fails the read instead
-    of mixing versions. `requests` counts the GETs."""
+    ranges. A read where no open GET continues starts one ranged GET (If-Match on the listed ETag, so an object
+    replaced while it is read fails the read instead of mixing versions) running up to the next of `stops`
+    (`stop_at`: a Parquet file's column chunk ends) or the object's end; its body is then read as pyarrow asks,
+    so a column chunk read sequentially, a buffer at a time, costs one GET however long it is, and memory is the
+    reader's buffers, never the range. At most `max_open` GETs stay open (least recently read closed first);
+    a GET whose connection breaks is started again where it stopped, once. `requests` counts the GETs."""
 
-    def __init__(self, client, obj: DataObject) -> None:
+    def __init__(self, client, obj: DataObject, max_open: int | None = None) -> None:
         super().__init__()
         self.client, self.obj, self.position, self.requests = client, obj, 0, 0
+        self.max_open = MAX_OPEN_RANGES if max_open is None else max_open
+        self._open: dict[int, _OpenRange] = {}  # by the position each continues at; insertion order = recency
+        self._stops: list[int] = []
+
+    def stop_at(self, offsets) -> None:
+        """End GETs at these byte offsets (and at the object's end)."""
+        self._stops = sorted({int(o) for o in offsets if 0 < int(o) < self.obj.size})
 
     def readable(self) -> bool:
         return True
@@ -149,14 +179,63 @@ class RangedObject(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer) -> int:
-        if self.position >= self.obj.size or not len(buffer):
-            return 0
-        end = min(self.obj.size, self.position + len(buffer)) - 1
-        data = ranged_get(self.client, self.obj, self.position, end)
-        memoryview(buffer).cast("B")[:len(data)] = data
-        self.position += len(data)
-        self.requests += 1
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), max(0, self.obj.size - self.position))
+        filled = 0
+        while filled < wanted:
+            got = self._read(view[filled:wanted])
+            filled += got
+            self.position += got
+        return filled
+
+    def close(self) -> None:
+        for open_range in self._open.values():
+            open_range.close()
+        self._open.clear()
+        super().close()
+
+    def _read(self, view: memoryview) -> int:
+        """Bytes at `position` into `view` from one GET (fewer when that GET ends first); at least one."""
+        current = self._open.pop(self.position, None) or self._start(self.position)
+        want = min(len(view), current.end - current.position)
+        try:
+            data = current.body.read(want)
+        except Exception:
+            current.close()
+            current = self._start(self.position)  # the connection broke: once more from here
+            data = self._body_read(current, want)
+        if not data:
+            current.close()
+            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {self.position}-{current.end - 1}): "
+                                 "the object ended early")
+        view[:len(data)] = data
+        current.position += len(data)
+        if current.position < current.end:
+            self._open[current.position] = current
+            while len(self._open) > self.max_open:
+                self._open.pop(next(iter(self._open))).close()
+        else:
+            current.close()
         return len(data)
+
+    def _body_read(self, current: _OpenRange, amount: int) -> bytes:
+        try:
+            return current.body.read(amount)
+        except Exception as exc:
+            current.close()
+            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {current.position}-{current.end - 1}): "
+                                 f"{_describe(exc)}") from None
+
+    def _start(self, start: int) -> _OpenRange:
+        later = bisect.bisect_right(self._stops, start)
+        end = self._stops[later] if later < len(self._stops) else self.obj.size
+        try:
+            body = self.client.get_object(Bucket=self.obj.bucket, Key=self.obj.key, Range=f"bytes={start}-{end - 1}",
+                                          IfMatch=f'"{self.obj.etag}"')["Body"]
+        except Exception as exc:
+            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {start}-{end - 1}): {_describe(exc)}") from None
+        self.requests += 1
+        return _OpenRange(body, start, end)
 
 
 def read_data_object(client, obj: DataObject, columns: list[Column], target: str) -> pd.DataFrame:

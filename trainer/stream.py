@@ -48,10 +48,24 @@ DEFAULT_BUFFER_ROWS = 200_000
 
 # A part: its bytes, or (a Parquet part) a seekable binary file Parquet reads by ranges.
 Fetch = Callable[[DataObject], "bytes | BinaryIO"]
-# A Parquet part larger than this is read by ranged GETs, a column chunk `PARQUET_READ_BYTES` at a time, never
-# whole: a part's memory is then its decoded batch, not its size. Smaller parts cost one GET each.
+# A Parquet part larger than this is read by ranged GETs, one per column chunk, its body read
+# `PARQUET_READ_BYTES` at a time, never whole: a part's memory is then its decoded batch and the readers'
+# buffers, not its size. Smaller parts cost one GET each.
 RANGED_READ_ABOVE_BYTES = 32 * 1024 * 1024
 PARQUET_READ_BYTES = 1024 * 1024
+
+
+def column_chunk_ends(metadata) -> list[int]:
+    """The byte offsets where a Parquet file's column chunks end (a chunk starts at its dictionary page, when it
+    has one, else its first data page)."""
+    ends = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for column in range(row_group.num_columns):
+            chunk = row_group.column(column)
+            start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+            ends.append(start + chunk.total_compressed_size)
+    return ends
 
 
 def s3_fetch(client, ranged_above: int = RANGED_READ_ABOVE_BYTES) -> Fetch:
@@ -166,7 +180,11 @@ class PartStream:
         body = self.fetch(obj)
         try:
             if obj.format == "parquet":
-                yield from self._parquet_frames(obj, io.BytesIO(body) if isinstance(body, bytes) else body)
+                try:
+                    yield from self._parquet_frames(obj, io.BytesIO(body) if isinstance(body, bytes) else body)
+                finally:
+                    if not isinstance(body, bytes):
+                        body.close()  # a RangedObject's open GETs
                 return
             frame = parse_bytes(body if isinstance(body, bytes) else body.read(), obj.format, obj.key, self.wanted)
         except TrainingFailed:
@@ -183,6 +201,8 @@ class PartStream:
 
         # buffer_size: column chunks are read (and, from a RangedObject, fetched) that much at a time.
         part = pq.ParquetFile(source, buffer_size=PARQUET_READ_BYTES, pre_buffer=False)
+        if isinstance(source, RangedObject):
+            source.stop_at(column_chunk_ends(part.metadata))  # one GET per column chunk read
         present = [name for name in self.wanted if name in part.schema_arrow.names]
         if present:
             self._checked(pd.DataFrame(columns=present), obj)

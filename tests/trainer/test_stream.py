@@ -3,6 +3,7 @@ against pandas and scikit-learn, the shuffled batches, the sample, and a tracema
 (`stream_memory_probe.py`)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -24,7 +25,6 @@ from trainer.spec import TrainingConfig
 from trainer.splitting import METHOD as SPLIT_METHOD
 from trainer.storage import list_data_objects, load_training_data
 from trainer.stream import (
-    PARQUET_READ_BYTES,
     PartStream,
     parts_holding,
     s3_fetch,
@@ -134,23 +134,57 @@ def test_rows_are_numbered_as_load_training_data_concatenates_them(s3, dataset):
 
 
 class RecordingS3:
-    """The test's S3 client, recording each GetObject's Range (None for a whole read)."""
+    """The test's S3 client, recording each GetObject's Range (None for a whole read); `break_after` bodies
+    raise once, after that many reads, as a dropped connection does."""
 
-    def __init__(self, s3) -> None:
-        self.s3, self.ranges = s3, []
+    def __init__(self, s3, break_after: int | None = None) -> None:
+        self.s3, self.ranges, self.break_after, self.broken = s3, [], break_after, 0
 
     def get_object(self, **kwargs):
         self.ranges.append(kwargs.get("Range"))
-        return self.s3.get_object(**kwargs)
+        response = self.s3.get_object(**kwargs)
+        if self.break_after is not None and not self.broken:
+            response["Body"] = BreakingBody(response["Body"], self)
+        return response
 
 
-def test_a_large_parquet_part_is_read_by_ranges_into_the_same_rows(s3):
+class BreakingBody:
+    def __init__(self, body, owner: RecordingS3) -> None:
+        self.body, self.owner, self.reads = body, owner, 0
+
+    def read(self, amount=None):
+        self.reads += 1
+        if self.reads > self.owner.break_after and not self.owner.broken:
+            self.owner.broken += 1
+            raise ConnectionResetError("connection reset by peer")
+        return self.body.read(amount)
+
+    def close(self):
+        self.body.close()
+
+
+def _large_part(s3, columns: int = 6, rows: int = 30_000):
     rng = np.random.default_rng(5)
-    frame = pd.DataFrame({"label": rng.choice(["a", "b"], 30_000), **{f"x{i}": rng.normal(size=30_000)
-                                                                      for i in range(6)}})
+    frame = pd.DataFrame({"label": rng.choice(["a", "b"], rows), **{f"x{i}": rng.normal(size=rows)
+                                                                    for i in range(columns)}})
     key = f"ranged-{uuid.uuid4().hex[:8]}/part-000.parquet"
     put_frame(s3, key, frame, "parquet")
-    objects = list_data_objects(s3, f"s3://{DATA_BUCKET}/{key.split('/')[0]}", "parquet")
+    return frame, list_data_objects(s3, f"s3://{DATA_BUCKET}/{key.split('/')[0]}", "parquet")
+
+
+def _spans(recording: RecordingS3) -> list[tuple[int, int]]:
+    assert None not in recording.ranges  # never the whole object
+    return [tuple(map(int, r.removeprefix("bytes=").split("-"))) for r in recording.ranges]
+
+
+def test_a_large_parquet_part_is_read_by_ranges_into_the_same_rows_one_get_per_column_chunk(s3, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from trainer import stream as stream_module
+
+    # Readers' buffers far smaller than a column chunk: each chunk is many reads, and still one GET.
+    monkeypatch.setattr(stream_module, "PARQUET_READ_BYTES", 4096)
+    frame, objects = _large_part(s3)
     wanted = list(frame.columns)
     recording = RecordingS3(s3)
     ranged = PartStream(objects, wanted, "label", s3_fetch(recording, ranged_above=0), batch_rows=4096)
@@ -158,9 +192,36 @@ def test_a_large_parquet_part_is_read_by_ranges_into_the_same_rows(s3):
     pd.testing.assert_frame_equal(pd.concat([b.frame for b in ranged.batches()]),
                                   pd.concat([b.frame for b in whole.batches()]))
     size = objects[0].size
-    assert len(recording.ranges) > 2 and None not in recording.ranges  # never the whole object
-    spans = [tuple(map(int, r.removeprefix("bytes=").split("-"))) for r in recording.ranges]
-    assert all(end - start + 1 <= PARQUET_READ_BYTES and end < size for start, end in spans)
+    body = s3.get_object(Bucket=objects[0].bucket, Key=objects[0].key)["Body"].read()
+    metadata = pq.ParquetFile(io.BytesIO(body)).metadata
+    chunks = []
+    for group in range(metadata.num_row_groups):
+        for column in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(column)
+            begin = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+            chunks.append((begin, begin + chunk.total_compressed_size))
+    assert sum(end - begin > 4 * 4096 for begin, end in chunks) >= 6  # the numeric columns: many reads each
+    spans = _spans(recording)
+    # The footer's reads (to the object's end, before the chunk ends are known), then exactly one GET per
+    # column chunk, each within that chunk.
+    data_gets = [(a, b) for a, b in spans if b < size - 1]
+    assert len(data_gets) == len(chunks)
+    assert all(any(begin <= a and b < end for begin, end in chunks) for a, b in data_gets)
+    assert len(spans) - len(data_gets) <= 2
+
+
+def test_a_ranged_read_survives_a_dropped_connection_and_more_columns_than_open_gets(s3, monkeypatch):
+    from trainer import storage
+    from trainer import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "PARQUET_READ_BYTES", 4096)
+    monkeypatch.setattr(storage, "MAX_OPEN_RANGES", 3)  # 9 columns read side by side: GETs are closed and reopened
+    frame, objects = _large_part(s3, columns=8)
+    wanted = list(frame.columns)
+    recording = RecordingS3(s3, break_after=2)
+    ranged = PartStream(objects, wanted, "label", s3_fetch(recording, ranged_above=0), batch_rows=4096)
+    pd.testing.assert_frame_equal(pd.concat([b.frame for b in ranged.batches()]).reset_index(drop=True), frame)
+    assert recording.broken == 1
 
 
 def test_a_part_replaced_while_it_is_read_by_ranges_fails_the_run(s3):
