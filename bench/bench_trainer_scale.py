@@ -138,14 +138,14 @@ def _description() -> str:
         "each run is `python -m trainer` end to end (streamed read, fit, test metrics over every test row, "
         "permutation importance, monitoring reference, artifact upload), peak memory is the child's max RSS. "
         "The network trains from the stream; the forest fits on its capped sample "
-        f"(`TRAINER_FIT_SAMPLE_ROWS` {FIT_SAMPLE_ROWS:,} here). Parts over 32 MiB are read by ranged GETs (one per "
-        "column chunk, its body read 1 MiB at a time), never whole. What still grows with the row count is a few one-dimensional "
-        "arrays: the class codes (1 byte a row here), the row positions of the fit and test splits (8 bytes a row "
-        "each) and, for the network, its fit rows' codes (about 20 bytes a row in all: 0.2 GB at 10 million); "
-        "the validation sample grows up to its cap (200,000 rows, reached from 2.5 million rows). Wall times are "
-        "the emulator's more than the trainer's: moto answers each ranged GET by materialising the whole stored "
-        "object and slicing it (`moto/s3/responses.py` `_handle_range_header`), so a run over parts above 32 MiB "
-        "pays a part's size per column chunk read."
+        f"(`TRAINER_FIT_SAMPLE_ROWS` {FIT_SAMPLE_ROWS:,} here). "
+        "Parts over 32 MiB are read by ranged GETs (one per column chunk, its body read 1 MiB at a time), never "
+        "whole. What still grows with the row count is a few one-dimensional arrays: the class codes (1 byte a row "
+        "here), the row positions of the fit and test splits (8 bytes a row each) and, for the network, its fit rows'"
+        " codes (about 20 bytes a row in all: 0.2 GB at 10 million); the validation sample grows up to its cap "
+        "(200,000 rows, reached from 2.5 million rows). Wall times are the emulator's more than the trainer's: moto "
+        "answers each ranged GET by materialising the whole stored object and slicing it (`moto/s3/responses.py` "
+        "`_handle_range_header`), so a run over parts above 32 MiB pays a part's size per column chunk read."
     )
 
 
