@@ -81,24 +81,45 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
     return out
 
 
+# Permutation importance predicts its shuffled copies together, in calls of at most this many cells (rows x
+# columns): one call's fixed cost (the preprocessing pipeline, the model's setup) is paid once per call, not
+# once per copy, and the memory of a call stays bounded however wide the table.
+IMPORTANCE_CALL_CELLS = 4_000_000
+
+
 def permutation_importance(
     frame: pd.DataFrame,
     columns: list[str],
-    loss: Callable[[pd.DataFrame], float],
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    loss: Callable[[np.ndarray], float],
     seed: int,
     repeats: int = 2,
 ) -> dict[str, float]:
-    """Mean loss increase when each input column is shuffled, clipped at 0 and normalised to sum 1."""
+    """Mean loss increase when each input column is shuffled, clipped at 0 and normalised to sum 1.
+
+    `predict(frame)` gives one output row per input row (and nothing else depends on the other rows), `loss` the
+    loss of `frame`'s rows' outputs. The copies (the frame itself, then each column shuffled `repeats` times,
+    in that order from one seeded generator) are predicted concatenated, `IMPORTANCE_CALL_CELLS` at a time."""
     rng = np.random.default_rng(seed)
-    baseline = loss(frame)
-    raw = {}
+    rows = len(frame)
+    variants: list[tuple[str | None, np.ndarray | None]] = [(None, None)]
     for column in columns:
-        increases = []
-        for _ in range(repeats):
-            shuffled = frame.copy()
-            shuffled[column] = frame[column].to_numpy()[rng.permutation(len(frame))]
-            increases.append(loss(shuffled) - baseline)
-        raw[column] = max(0.0, float(np.mean(increases)))
+        variants += [(column, rng.permutation(rows)) for _ in range(repeats)]
+    per_call = max(1, IMPORTANCE_CALL_CELLS // max(1, rows * max(1, frame.shape[1])))
+    losses: list[float] = []
+    for start in range(0, len(variants), per_call):
+        copies = []
+        for column, order in variants[start:start + per_call]:
+            copy = frame.copy()
+            if column is not None:
+                copy[column] = frame[column].to_numpy()[order]
+            copies.append(copy)
+        outputs = predict(pd.concat(copies, ignore_index=True) if len(copies) > 1 else copies[0])
+        losses += [loss(outputs[i * rows:(i + 1) * rows]) for i in range(len(copies))]
+    baseline, raw = losses[0], {}
+    for index, column in enumerate(columns):
+        increases = losses[1 + index * repeats:1 + (index + 1) * repeats]
+        raw[column] = max(0.0, float(np.mean([value - baseline for value in increases])))
     total = sum(raw.values())
     return {k: (v / total if total > 0 else 0.0) for k, v in raw.items()}
 

@@ -347,12 +347,14 @@ def importance(model, rows: Rows, fit: np.ndarray, y: np.ndarray, features: list
     chosen = fit[np.sort(rng.choice(len(fit), min(IMPORTANCE_ROWS, len(fit)), replace=False))]
     frame, y = rows.gather(chosen).reset_index(drop=True), y[chosen]
     if task == "classification":
-        def loss(f):
-            return log_loss(y, model.predict_proba(f))
+        def loss(probabilities):
+            return log_loss(y, probabilities)
+        predict = model.predict_proba
     else:
-        def loss(f):
-            return mean_squared_error(y, model.predict_encoded(f))
-    return permutation_importance(frame, [c.name for c in features], loss, seed)
+        def loss(predicted):
+            return mean_squared_error(y, predicted)
+        predict = model.predict_encoded
+    return permutation_importance(frame, [c.name for c in features], predict, loss, seed)
 
 
 def training_reference(model, rows: Rows, train: np.ndarray, features: list[Column], task: str,

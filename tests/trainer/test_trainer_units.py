@@ -455,3 +455,34 @@ def test_long_learning_curves_are_thinned_keeping_the_best_point():
     assert len(thinned) <= 200 and thinned[0]["epoch"] == 1 and thinned[-1]["epoch"] == 1000
     assert {"epoch": 333, "training_loss": 1.0, "validation_loss": 1.0} in thinned
     assert thin_curve(curve[:50]) == curve[:50]
+
+
+@pytest.mark.parametrize("model_type", ["decision_tree", "neural_network"])
+def test_permutation_importance_predicts_its_copies_together_with_the_numbers_of_one_copy_a_call(
+        wine, model_type, monkeypatch):
+    """All shuffled copies in one predict call give what predicting each copy alone gives."""
+    from trainer import metrics
+
+    frame, ttl = wine
+    result = train_and_evaluate(frame, ttl, model_type, BASE)
+    features = [c for c in frame.columns if c != "target"]
+    sample = frame[features].iloc[:120].reset_index(drop=True)
+    y = frame["target"].iloc[:120].map({label: i for i, label in enumerate(result.target["classes"])}).to_numpy()
+
+    def run(cells):
+        monkeypatch.setattr(metrics, "IMPORTANCE_CALL_CELLS", cells)
+        calls = []
+
+        def predict(f):
+            calls.append(len(f))
+            return result.model.predict_proba(f)
+        scores = metrics.permutation_importance(sample, features, predict, lambda p: metrics.log_loss(y, p), seed=3)
+        return scores, calls
+
+    together, calls_together = run(10_000_000)
+    alone, calls_alone = run(1)
+    copies = 1 + 2 * len(features)
+    assert calls_together == [copies * len(sample)] and calls_alone == [len(sample)] * copies
+    assert together.keys() == alone.keys() == set(features)
+    assert all(math.isclose(together[k], alone[k], rel_tol=1e-5, abs_tol=1e-9) for k in features)
+    assert math.isclose(sum(together.values()), 1.0) and max(together.values()) > 0
