@@ -55,11 +55,16 @@ class Evaluation:
 
     def add(self, features: pd.DataFrame, target: pd.Series | None) -> None:
         """One batch: its rows' input columns and, if the data has it, the target column (same index)."""
-        predicted = np.asarray(self.model.model.predict_encoded(features))
+        proba = None
+        if self.task == "classification" and target is not None:  # labels and probabilities from one prediction
+            predicted, proba = self.model.model.predict_encoded_and_proba(features)
+        else:
+            predicted = self.model.model.predict_encoded(features)
+        predicted = np.asarray(predicted)
         self.rows += len(features)
         self._count_drift(features, predicted)
         if target is not None:
-            self._keep_labels(features, target, predicted)
+            self._keep_labels(target, predicted, proba)
 
     def _count_drift(self, features: pd.DataFrame, predicted: np.ndarray) -> None:
         if self.reference is None:
@@ -75,7 +80,7 @@ class Evaluation:
         counts = drift.bin_counts(self.reference["prediction"], shown, kind)
         self._prediction_counts = counts if self._prediction_counts is None else self._prediction_counts + counts
 
-    def _keep_labels(self, features: pd.DataFrame, target: pd.Series, predicted: np.ndarray) -> None:
+    def _keep_labels(self, target: pd.Series, predicted: np.ndarray, proba: np.ndarray | None) -> None:
         from trainer.features import target_values
         from trainer.ontology import Column
 
@@ -93,7 +98,7 @@ class Evaluation:
         if not len(rows):
             return
         true = known.dropna().to_numpy(dtype="int64")
-        proba = np.asarray(self.model.model.predict_proba(features), dtype="float64")[rows]
+        proba = np.asarray(proba, dtype="float64")[rows]
         self.loss_sum += log_loss(true, proba) * len(rows)
         self._true.append(true)
         self._predicted.append(predicted[rows].astype("int64"))

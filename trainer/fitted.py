@@ -67,6 +67,14 @@ class SklearnModel:
         proba = self.pipeline.predict_proba(as_frame(rows))
         return _full_proba(proba, self.pipeline.classes_, len(self.classes))
 
+    def predict_encoded_and_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(`predict_encoded`, `predict_proba`) of the same rows, preprocessing them once: the pipeline's own
+        steps, as its `predict` and `predict_proba` run them."""
+        features = self.pipeline[:-1].transform(frame)
+        estimator = self.pipeline[-1]
+        proba = _full_proba(estimator.predict_proba(features), self.pipeline.classes_, len(self.classes))
+        return estimator.predict(features), proba
+
     def predict(self, rows) -> list:
         return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)
 
@@ -103,6 +111,13 @@ class TorchModel:
         if self.task != "classification":
             raise TypeError("predict_proba is only available for classification models")
         return softmax(self._outputs(as_frame(rows)))
+
+    def predict_encoded_and_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(`predict_encoded`, `predict_proba`) of the same rows from one forward pass."""
+        from trainer.nn import softmax
+
+        outputs = self._outputs(frame)
+        return outputs.argmax(axis=1), softmax(outputs)
 
     def predict(self, rows) -> list:
         return decode(self.predict_encoded(as_frame(rows)), self.task, self.classes)

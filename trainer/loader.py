@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from trainer.errors import ArtifactError
-from trainer.fitted import SklearnModel, TorchModel, as_frame
+from trainer.fitted import SklearnModel, TorchModel, as_frame, decode
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
 
@@ -46,6 +46,14 @@ class LoadedModel:
         if self.task != "classification":
             raise TypeError("predict_proba is only available for classification models")
         return np.asarray(self.model.predict_proba(as_frame(rows)), dtype="float64").tolist()
+
+
+    def predict_with_proba(self, rows) -> tuple[list, np.ndarray]:
+        """(`predict`, `predict_proba` as float64 rows) of the same rows from one prediction."""
+        if self.task != "classification":
+            raise TypeError("predict_proba is only available for classification models")
+        codes, proba = self.model.predict_encoded_and_proba(as_frame(rows))
+        return decode(codes, self.model.task, self.model.classes), np.asarray(proba, dtype="float64")
 
 
 def load_model(uri: str, s3_client=None) -> LoadedModel:

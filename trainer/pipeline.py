@@ -19,9 +19,10 @@ from trainer.features import FeaturePlan, infer_task, input_schema, plan_feature
 from trainer.fitted import SklearnModel, TorchModel
 from trainer.memory import release_free_memory
 from trainer.metrics import (
-    classification_metrics,
     finite_only,
+    label_metrics,
     log_loss,
+    log_loss_sum,
     mean_squared_error,
     permutation_importance,
     regression_metrics,
@@ -32,7 +33,7 @@ from trainer.sources import FrameRows, Rows, StreamRows, network_input
 from trainer.spec import TrainingConfig
 from trainer.splitting import METHOD as SPLIT_METHOD
 from trainer.splitting import SKLEARN_METHOD, can_stratify, choose
-from trainer.stream import DEFAULT_BUFFER_ROWS, PartStream
+from trainer.stream import DEFAULT_BUFFER_ROWS, PartStream, increasing_positions
 
 if TYPE_CHECKING:
     from trainer.tuning import TrialHook
@@ -199,7 +200,8 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
     model = outcome.model
     performance = evaluate_blocks(model, rows.blocks(positions["test"]), y[positions["test"]], task, classes)
     performance.update(importance_entries(model, rows, positions["fit"], y, plan.features, task, config))
-    reference = training_reference(model, rows, train_rows(), plan.features, task, classes, config.random_seed)
+    reference = training_reference(model, rows, (positions["fit"], positions["validation"]), plan.features, task,
+                                   classes, config.random_seed)
     dropped: list[str] = []
     performance = finite_only(performance, dropped=dropped)
     training = finite_only(outcome.training_metrics, dropped=dropped)
@@ -315,17 +317,35 @@ def positions_digest(positions: np.ndarray) -> str:
 
 
 def evaluate_blocks(model, blocks, y: np.ndarray, task: str, classes: list | None) -> dict:
-    """Test metrics of `model` over the rows of `blocks` (in order; `y` theirs), predicted one block at a time."""
-    predicted, probabilities = [], []
-    for block in blocks:
-        predicted.append(model.predict_encoded(block))
-        if task == "classification":
-            probabilities.append(model.predict_proba(block))
-    if not predicted:
-        raise TrainingFailed("no test rows")
-    encoded = np.concatenate(predicted)
+    """Test metrics of `model` over the rows of `blocks` (in order, `len(y)` rows in all; `y` theirs), predicted
+    one block at a time (a classifier's labels and probabilities from one prediction). What is kept across
+    blocks is what `label_metrics` needs: the predicted codes (in the smallest integer type holding them), the
+    log loss's sum and, for two classes, the positive class's probabilities; never every class's."""
     if task == "classification":
-        return classification_metrics(y, encoded, np.concatenate(probabilities), classes)
+        encoded = np.empty(len(y), dtype=np.min_scalar_type(max(1, len(classes) - 1)))
+    else:
+        encoded = np.empty(len(y), dtype="float64")
+    positive, loss_sum, filled = None, 0.0, 0
+    for block in blocks:
+        end = filled + len(block)
+        if end > len(y):
+            raise ValueError(f"the blocks hold more than the {len(y):,} test rows")
+        if task == "classification":
+            encoded[filled:end], proba = model.predict_encoded_and_proba(block)
+            loss_sum += log_loss_sum(y[filled:end], proba)
+            if len(classes) == 2:
+                if positive is None:  # the model's own precision (float32 for the network)
+                    positive = np.empty(len(y), dtype=proba.dtype)
+                positive[filled:end] = proba[:, 1]
+        else:
+            encoded[filled:end] = model.predict_encoded(block)
+        filled = end
+    if not filled:
+        raise TrainingFailed("no test rows")
+    if filled != len(y):
+        raise ValueError(f"the blocks hold {filled:,} rows, not the {len(y):,} test rows")
+    if task == "classification":
+        return label_metrics(y, encoded, classes, loss_sum / len(y), positive)
     return regression_metrics(y, encoded)
 
 
@@ -357,16 +377,20 @@ def importance(model, rows: Rows, fit: np.ndarray, y: np.ndarray, features: list
     return permutation_importance(frame, [c.name for c in features], predict, loss, seed)
 
 
-def training_reference(model, rows: Rows, train: np.ndarray, features: list[Column], task: str,
+def training_reference(model, rows: Rows, train: tuple[np.ndarray, np.ndarray], features: list[Column], task: str,
                        classes: list | None, seed: int) -> dict:
-    """The distributions of the training split (`train`: fit + validation, never test) that monitoring
-    compares new data with (`trainer.drift`): each input column as read, and the model's predictions on those
-    rows (class labels as text, or predicted values), over at most REFERENCE_ROWS of them (a seeded sample)."""
+    """The distributions of the training split (`train`: the fit and the validation positions, never test)
+    that monitoring compares new data with (`trainer.drift`): each input column as read, and the model's
+    predictions on those rows (class labels as text, or predicted values), over at most REFERENCE_ROWS of them:
+    a seeded sample of the sorted training positions, drawn without making that sorted array."""
     from trainer.drift import reference
 
-    chosen = train
-    if len(train) > REFERENCE_ROWS:
-        chosen = np.sort(np.random.default_rng(seed).choice(train, REFERENCE_ROWS, replace=False))
+    total = sum(len(part) for part in train)
+    if total > REFERENCE_ROWS:
+        ranks = np.sort(np.random.default_rng(seed).choice(total, REFERENCE_ROWS, replace=False))
+        chosen = sorted_union_at(*train, ranks)
+    else:
+        chosen = np.sort(np.concatenate(train))
     frame = rows.gather(chosen)
     predicted = np.concatenate([model.predict_encoded(frame.iloc[start:start + REFERENCE_BATCH_ROWS])
                                 for start in range(0, len(frame), REFERENCE_BATCH_ROWS)])
@@ -378,10 +402,25 @@ def training_reference(model, rows: Rows, train: np.ndarray, features: list[Colu
     return {
         "split": "train (the fit and validation rows; the test rows are left out)",
         "rows": len(chosen),
-        **({"sampled_from": len(train)} if len(chosen) < len(train) else {}),
+        **({"sampled_from": total} if len(chosen) < total else {}),
         "features": {c.name: reference(frame[c.name], c.kind) for c in features},
         "prediction": prediction,
     }
+
+
+def sorted_union_at(first: np.ndarray, second: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """`np.sort(np.concatenate([first, second]))[ranks]` for disjoint position arrays, without making that
+    array: memory is the smaller array's size and the ranks'."""
+    large, small = sorted((increasing_positions(first), increasing_positions(second)), key=len, reverse=True)
+    small_ranks = np.arange(len(small)) + np.searchsorted(large, small)  # each small value's rank in the union
+    ranks = np.asarray(ranks, dtype="int64")
+    before = np.searchsorted(small_ranks, ranks)  # small values ranked below each rank
+    from_small = before < len(small)
+    from_small[from_small] = small_ranks[before[from_small]] == ranks[from_small]
+    out = np.empty(len(ranks), dtype="int64")
+    out[from_small] = small[before[from_small]]
+    out[~from_small] = large[ranks[~from_small] - before[~from_small]]
+    return out
 
 
 def held_out_split(frame: pd.DataFrame, manifest: dict[str, Any]) -> tuple[pd.DataFrame, list]:

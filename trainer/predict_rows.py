@@ -74,12 +74,11 @@ def predict_batch(model, batch: Batch, layout: OutputLayout) -> tuple[pa.Table, 
     errors = unparseable(batch.features, model.manifest["input_schema"])
     failed = np.array([e is not None for e in errors], dtype=bool)
     arrays = [_as(batch.passthrough[name], kind, name) for name, kind in layout.passthrough]
-    predicted = model.predict(batch.features)
     if layout.classes is None:
-        arrays.append(pa.array(np.asarray(predicted, dtype="float64"), mask=failed))
+        arrays.append(pa.array(np.asarray(model.predict(batch.features), dtype="float64"), mask=failed))
     else:
+        predicted, proba = model.predict_with_proba(batch.features)  # one prediction for both
         arrays.append(pa.array(np.asarray(predicted, dtype=object), mask=failed, type=layout.prediction_type))
-        proba = np.asarray(model.predict_proba(batch.features), dtype="float64")
         arrays += [pa.array(proba[:, index], mask=failed) for index in range(len(layout.classes))]
     arrays.append(pa.array(errors, type=pa.string()))
     return pa.Table.from_arrays(arrays, schema=layout.schema), int(failed.sum())

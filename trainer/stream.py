@@ -217,7 +217,7 @@ class PartStream:
     def selected(self, positions: np.ndarray) -> Iterator[pd.DataFrame]:
         """The rows at `positions` (any order; each once), in stream order, batch by batch; parts without
         a requested row are not read."""
-        wanted = _increasing(positions)
+        wanted = increasing_positions(positions)
         offsets = self.offsets()
         if len(wanted) and (wanted[0] < 0 or wanted[-1] >= offsets[-1]):
             raise ValueError(f"positions must be within 0..{offsets[-1] - 1}")
@@ -278,7 +278,7 @@ def parts_holding(offsets: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.diff(np.searchsorted(wanted, offsets)) > 0)
 
 
-def _increasing(positions) -> np.ndarray:
+def increasing_positions(positions) -> np.ndarray:
     """`positions` as increasing distinct int64 positions: itself when it is already (the split's are), else
     sorted and deduplicated (a copy)."""
     positions = np.asarray(positions, dtype="int64")

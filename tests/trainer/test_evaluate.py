@@ -420,6 +420,9 @@ class FakeClassifier:
         high = self.predict_encoded(frame) == 1
         return np.where(high[:, None], [[0.2, 0.8]], [[0.8, 0.2]])
 
+    def predict_encoded_and_proba(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_encoded(frame), self.predict_proba(frame)
+
 
 class FakeLoadedModel:
     """What `Evaluation` uses of `trainer.loader.LoadedModel`."""

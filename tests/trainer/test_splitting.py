@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer.pipeline import held_out_split, positions_digest, split_positions
+from trainer.pipeline import held_out_split, positions_digest, sorted_union_at, split_positions
 from trainer.spec import TrainingConfig
 from trainer.splitting import METHOD, SKLEARN_METHOD, can_stratify, choose
 
@@ -72,3 +72,15 @@ def test_held_out_split_rebuilds_a_manifest_of_either_method():
         assert rows["x"].tolist() == frame["x"].iloc[test].tolist() and truth == frame["label"].iloc[test].tolist()
     assert not np.array_equal(split_positions(encoded, "classification", config, METHOD)["test"],
                               split_positions(encoded, "classification", config, SKLEARN_METHOD)["test"])
+
+
+@pytest.mark.parametrize("sizes", [(7_000, 300), (300, 7_000), (5_000, 0), (0, 40), (1, 1)])
+def test_sorted_union_at_is_the_sorted_concatenation_indexed_without_making_it(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    everything = rng.permutation(3 * sum(sizes) + 2)
+    first, second = everything[:sizes[0]], everything[sizes[0]:sum(sizes)]
+    first = np.sort(first)  # one sorted (as the split's are), one in any order
+    union = np.sort(np.concatenate([first, second]))
+    ranks = np.sort(rng.choice(len(union), min(len(union), 500), replace=False))
+    ranks = np.unique(np.concatenate([ranks, [0, len(union) - 1]]))
+    assert np.array_equal(sorted_union_at(first, second, ranks), union[ranks])

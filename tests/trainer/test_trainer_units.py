@@ -486,3 +486,13 @@ def test_permutation_importance_predicts_its_copies_together_with_the_numbers_of
     assert together.keys() == alone.keys() == set(features)
     assert all(math.isclose(together[k], alone[k], rel_tol=1e-5, abs_tol=1e-9) for k in features)
     assert math.isclose(sum(together.values()), 1.0) and max(together.values()) > 0
+
+
+@pytest.mark.parametrize("model_type", ["decision_tree", "random_forest", "regression", "neural_network"])
+def test_labels_and_probabilities_from_one_prediction_are_those_of_two(wine, model_type):
+    frame, ttl = wine
+    model = train_and_evaluate(frame, ttl, model_type, BASE).model
+    rows = frame.drop(columns="target").iloc[::3]
+    codes, proba = model.predict_encoded_and_proba(rows)
+    assert np.array_equal(codes, model.predict_encoded(rows))
+    assert np.array_equal(proba, model.predict_proba(rows))
