@@ -267,6 +267,27 @@ def gap_closed(e) -> float:
     return (e.cv["hit"] - best_constant) / max(1e-9, e.cv_ceiling["hit"] - best_constant)
 
 
+def selector_sentence(e) -> str:
+    from bench import recommend_select as select
+
+    variant = select.VARIANTS[e.chosen]
+    features = f"{len(e.selector['features']['regression'])}-{len(e.selector['features']['classification'])}"
+    inputs = (f"{features} meta-features of the route's own analysis (probe scores, their gap, rows, features, "
+              "shares, class balance)")
+    if variant.family == "logistic":
+        model = f"a logistic regression on {inputs}, calibrated by Platt scaling"
+    else:
+        trees = (f"{variant.trees} gradient-boosted trees of depth {variant.depth} (learning rate "
+                 f"{variant.learning_rate}, at least {variant.min_leaf} tasks a leaf; fitted by scikit-learn, exported "
+                 f"as JSON) on {inputs}")
+        model = (f"{trees} predicting P(hit), calibrated by Platt scaling" if variant.family == "boosted" else
+                 f"{trees} predicting the type's regret, mapped to P(hit) by one Platt line per task kind (so the "
+                 "highest P(hit) is the least predicted regret)")
+    return (f"**Selector** ({e.chosen}): per task kind and type, {model} on its own leave-datasets-out predictions; "
+            "the pick is the type with the highest calibrated P(hit), which is also the route's `score` (×100). "
+            "Shipped as `chalicelib/recommend/selector.json`, evaluated in pure Python.")
+
+
 def report(e, shipped_matches: bool, parity: tuple[int, int, list[str]], cost) -> str:
     from bench import recommend_select as select
 
@@ -291,12 +312,7 @@ def report(e, shipped_matches: bool, parity: tuple[int, int, list[str]], cost) -
         "repeated 75/25 splits (`bench/recommend_corpus.json`); a type **hits** when its mean test score "
         f"(accuracy or R², an R² below 0 counted as 0) is within {select.TOLERANCE} of the best type's; "
         "**regret** is the best mean minus its mean.",
-        f"**Selector**: per task kind and type, a logistic regression on {len(e.selector['features']['regression'])}"
-        f"-{len(e.selector['features']['classification'])} meta-features of the route's own analysis (probe "
-        "scores, their gap, rows, features, shares, class balance), calibrated by Platt scaling on its own "
-        "leave-datasets-out predictions; the pick is the type with the highest calibrated P(hit), which is "
-        "also the route's `score` (×100). Shipped as `chalicelib/recommend/selector.json`, evaluated in pure "
-        "Python.",
+        selector_sentence(e),
         f"### Leave-datasets-out cross-validation ({select.FOLDS} folds over {c['fitting_tasks']:,} tasks)",
         markdown_table(heads, quality_rows(e.cv, e.cv_constants, e.cv_ceiling)),
         "Variants compared by the same cross-validation (the one with the least mean regret is shipped):",

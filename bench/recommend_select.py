@@ -17,10 +17,14 @@ splits) and the route's own analysis of each task, `bench/recommend_meta.json`.
 * On the rest, `FOLDS`-fold GroupKFold (leave-datasets-out) cross-validation compares the variants
   (`VARIANTS`) by mean regret (the score lost, not the label missed), and the winner is refitted on all
   of it and shipped.
-* Each (task kind, type) model is a logistic regression on standardised meta-features
-  (`chalicelib.recommend.selector.meta_features`) with regret-weighted samples (a miss counts more the
-  more score it loses), calibrated by Platt scaling (`CALIBRATION`) fitted on its own leave-datasets-out predictions
-  (nested inside every outer fold, so the reported calibration is never fitted on what it is judged on).
+* Each (task kind, type) model (`Variant`) is a logistic regression on standardised meta-features
+  (`chalicelib.recommend.selector.meta_features`), optionally with regret-weighted samples (a miss counts more
+  the more score it loses), or shallow gradient-boosted trees (scikit-learn's HistGradientBoosting*, at most
+  `MAX_TREES` trees of depth `MAX_DEPTH`, exported as JSON by `export_trees`) predicting either P(hit) or the
+  type's regret. Each is calibrated by Platt scaling (`CALIBRATION` for the logistic models; an exact line on
+  the trees' margin, one per kind for regret models so the pick is the least predicted regret) fitted on its
+  own leave-datasets-out predictions (nested inside every outer fold, so the reported calibration is never
+  fitted on what it is judged on).
 
 The decision under test is the route's: `chalicelib.recommend.engine.decide` with a `Selector` built from
 the same dict that is written to selector.json.
@@ -43,11 +47,47 @@ TOLERANCE = 0.01
 FOLDS = 5
 HELD_OUT_SHARE = 0.15
 REGRET_WEIGHT_CAP = 0.2  # a miss weighs 1 + min(regret, cap) / TOLERANCE
-VARIANTS = {  # name: (C of the logistic regression, regret-weighted?)
-    "logistic C=0.1": (0.1, False),
-    "logistic C=1": (1.0, False),
-    "logistic C=0.1, regret-weighted": (0.1, True),
-    "logistic C=1, regret-weighted": (1.0, True),
+MAX_TREES, MAX_DEPTH = 200, 3  # bounds on a boosted model: selector.json stays small, the route fast
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of fitting the (task kind, type) models. `family`: "logistic" (a logistic regression, C = `c`),
+    "boosted" (gradient-boosted trees predicting P(hit)) or "regret" (gradient-boosted trees predicting the
+    type's regret, the pick being the least predicted regret). `weighted`: a miss weighs
+    1 + min(regret, REGRET_WEIGHT_CAP) / TOLERANCE."""
+
+    family: str = "logistic"
+    c: float = 1.0
+    weighted: bool = False
+    trees: int = 0
+    depth: int = 0
+    learning_rate: float = 0.0
+    min_leaf: int = 20
+
+
+def _trees(family: str, trees: int, depth: int, learning_rate: float, min_leaf: int) -> tuple[str, Variant]:
+    what = "P(hit)" if family == "boosted" else "regret"
+    return (f"boosted {what}: {trees} trees, depth {depth}, rate {learning_rate}, leaf >= {min_leaf}",
+            Variant(family, trees=trees, depth=depth, learning_rate=learning_rate, min_leaf=min_leaf))
+
+
+# Every variant that was compared, with its cross-validated numbers in the report, but two, tried by the same
+# cross-validation and left out: boosted P(hit), 50 trees, depth 2, rate 0.05, leaf >= 30, regret-weighted
+# (hit 69.9%, regret 0.0187: worse than unweighted, as for the logistic models, and slow to refit: scikit-learn
+# bins weighted samples ~25 times slower); boosted regret, 100 trees, depth 3, rate 0.05, leaf >= 20 with a Platt
+# line per type instead of one per kind (hit 69.4%, regret 0.0183, no better than one line).
+VARIANTS = {
+    "logistic C=0.1": Variant(c=0.1),
+    "logistic C=1": Variant(c=1.0),
+    "logistic C=0.1, regret-weighted": Variant(c=0.1, weighted=True),
+    "logistic C=1, regret-weighted": Variant(c=1.0, weighted=True),
+    **dict(_trees("boosted", *settings) for settings in (
+        (100, 3, 0.05, 20), (50, 3, 0.05, 30), (50, 2, 0.05, 30), (50, 2, 0.05, 60), (100, 2, 0.03, 30),
+        (30, 2, 0.1, 30), (100, 1, 0.05, 30), (100, 1, 0.1, 30), (150, 1, 0.05, 60), (200, 1, 0.03, 30))),
+    **dict(_trees("regret", *settings) for settings in (
+        (50, 3, 0.05, 20), (100, 3, 0.05, 20), (100, 3, 0.1, 20), (150, 3, 0.03, 40), (100, 2, 0.05, 20),
+        (200, 2, 0.05, 30))),
 }
 # A mean score below this counts as this: an R² under 0 is worse than predicting the mean, and one network
 # that diverged to R² -1e35 would otherwise be the whole mean regret. No accuracy is below it.
@@ -184,6 +224,59 @@ def _raw(model: dict, x):
     return 1 / (1 + np.exp(-np.clip(z, -40, 40)))
 
 
+def _boosted(x, hit, regret, weight, variant: Variant):
+    """Shallow gradient-boosted trees (scikit-learn's HistGradientBoosting*) and their margin on new rows:
+    the log-odds of a hit, or the predicted regret (`variant.family == "regret"`). Fixed number of trees, no
+    early stopping: the only randomness of these estimators is its validation split. One OpenMP thread: the
+    root's gradient sum is a parallel reduction, whose last bits depend on the thread count, and the shipped
+    selector must be the same refitted on any machine."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    assert variant.trees <= MAX_TREES and variant.depth <= MAX_DEPTH, variant
+    settings = {"max_iter": variant.trees, "max_depth": variant.depth, "learning_rate": variant.learning_rate,
+                "min_samples_leaf": variant.min_leaf, "l2_regularization": 1.0, "early_stopping": False,
+                "random_state": 0}
+    if variant.family == "regret":
+        with threadpool_limits(1, "openmp"):
+            model = HistGradientBoostingRegressor(**settings).fit(x, regret, sample_weight=weight
+                                                                   if variant.weighted else None)
+        return export_trees(model, "regret"), model.predict
+    if hit.all() or not hit.any():  # one class only: a constant model
+        p = float(hit.mean())
+        constant = float(np.log((p + 1e-6) / (1 - p + 1e-6)))
+        return ({"kind": "boosted", "output": "log_odds", "baseline": constant, "trees": [], "platt": [1.0, 0.0]},
+                lambda rows: np.full(len(rows), constant))
+    # Without weights, no sample_weight at all: with one (even all ones) scikit-learn bins by weighted
+    # quantiles, ~25 times slower here.
+    with threadpool_limits(1, "openmp"):
+        model = HistGradientBoostingClassifier(**settings).fit(x, hit, sample_weight=weight
+                                                                if variant.weighted else None)
+    return export_trees(model, "log_odds"), model.decision_function
+
+
+def export_trees(model, output: str) -> dict:
+    """A fitted HistGradientBoosting* model as plain JSON for `selector.BoostedModel`: the baseline and, per
+    tree, nested [feature, threshold, left, right] lists with the (shrunk) leaf values as numbers. A row
+    goes left when its value is <= the threshold, as in scikit-learn (the meta-features are never NaN, so
+    its missing-value branch is not exported)."""
+    def node(nodes, i: int):
+        n = nodes[i]
+        if n["is_leaf"]:
+            return float(n["value"])
+        return [int(n["feature_idx"]), float(n["num_threshold"]), node(nodes, int(n["left"])),
+                node(nodes, int(n["right"]))]
+
+    trees = []
+    for predictors in model._predictors:  # one predictor per iteration (binary or regression)
+        (predictor,) = predictors
+        assert not predictor.nodes["is_categorical"].any()
+        trees.append(node(predictor.nodes, 0))
+    return {"kind": "boosted", "output": output, "baseline": float(model._baseline_prediction.ravel()[0]),
+            "trees": trees, "platt": [1.0, 0.0]}
+
+
 def _isotonic(raw, hit) -> list[list[float]]:
     from sklearn.isotonic import IsotonicRegression
 
@@ -205,6 +298,22 @@ def _platt(raw, hit) -> list[list[float]]:
     return [[round(float(a), 6), round(float(b), 6)] for a, b in zip(grid, mapped, strict=True)]
 
 
+def platt_line(margin, hit) -> list[float]:
+    """Platt scaling of a margin, exactly: P(hit) = 1 / (1 + exp(-(a * margin + b))); returns [a, b]."""
+    from sklearn.linear_model import LogisticRegression
+
+    if hit.all() or not hit.any():
+        return [0.0, float(_logit_of(hit.mean()))]
+    model = LogisticRegression(C=1e6, max_iter=5000).fit(margin.reshape(-1, 1), hit)
+    return [float(model.coef_[0][0]), float(model.intercept_[0])]
+
+
+def _logit_of(p: float) -> float:
+    import math
+
+    return math.log((p + 1e-6) / (1 - p + 1e-6))
+
+
 def _group_folds(tasks: list[Task], folds: int) -> list[int]:
     """Fold of each task: datasets assigned to folds by hash (balanced by task count, deterministic)."""
     sizes: dict[str, int] = defaultdict(int)
@@ -220,29 +329,54 @@ def _group_folds(tasks: list[Task], folds: int) -> list[int]:
     return [fold_of[t.dataset] for t in tasks]
 
 
-def fit_kind(tasks: list[Task], kind: str, names: list[str], c: float, weighted: bool,
+def fit_type(x, hit, regret, weight, variant: Variant):
+    """One type's model (a selector.json dict, uncalibrated) and its raw output on new rows: the raw
+    probability for a logistic model, the margin for boosted trees (what the calibration is fitted on)."""
+    if variant.family == "logistic":
+        model = _logistic(x, hit, weight, variant.c)
+        return model, lambda rows: _raw(model, rows)
+    return _boosted(x, hit, regret, weight, variant)
+
+
+def fit_kind(tasks: list[Task], kind: str, names: list[str], variant: Variant,
              calibrate: bool = True) -> dict[str, dict]:
-    """The four type models of one task kind, each calibrated on its own nested leave-datasets-out predictions."""
+    """The four type models of one task kind, each calibrated on its own nested leave-datasets-out predictions
+    (a regret model: one Platt line for the four types of the kind, so the calibrated P(hit) keeps the order of
+    the predicted regrets and the pick is the type with the least)."""
     import numpy as np
 
     from chalicelib.recommend.selector import MODEL_TYPES
 
     mine = [t for t in tasks if t.kind == kind and t.analysis["probes"]]
     x = _design(mine, kind, names)
-    models = {}
+    fold = np.array(_group_folds(mine, FOLDS))
+    models, raws, hits = {}, {}, {}
     for model_type in MODEL_TYPES:
         hit = np.array([t.hits[model_type] for t in mine])
+        regret = np.array([t.regrets[model_type] for t in mine])
         weight = np.array([1.0 if t.hits[model_type] else 1 + min(t.regrets[model_type], REGRET_WEIGHT_CAP)
-                           / TOLERANCE for t in mine]) if weighted else np.ones(len(mine))
-        model = _logistic(x, hit, weight, c)
+                           / TOLERANCE for t in mine]) if variant.weighted else np.ones(len(mine))
+        models[model_type], _ = fit_type(x, hit, regret, weight, variant)
         if calibrate:
-            fold = np.array(_group_folds(mine, FOLDS))
             raw = np.zeros(len(mine))
             for k in range(FOLDS):
-                inner = _logistic(x[fold != k], hit[fold != k], weight[fold != k], c)
-                raw[fold == k] = _raw(inner, x[fold == k])
-            model["calibration"] = (_platt if CALIBRATION == "platt" else _isotonic)(raw, hit)
-        models[model_type] = model
+                inside = fold != k
+                _, inner = fit_type(x[inside], hit[inside], regret[inside], weight[inside], variant)
+                raw[fold == k] = inner(x[fold == k])
+            raws[model_type], hits[model_type] = raw, hit
+    if not calibrate:
+        return models
+    if variant.family == "logistic":
+        for model_type, model in models.items():
+            model["calibration"] = (_platt if CALIBRATION == "platt" else _isotonic)(raws[model_type],
+                                                                                      hits[model_type])
+    elif variant.family == "regret":
+        line = platt_line(np.concatenate(list(raws.values())), np.concatenate(list(hits.values())))
+        for model in models.values():
+            model["platt"] = line
+    else:
+        for model_type, model in models.items():
+            model["platt"] = platt_line(raws[model_type], hits[model_type])
     return models
 
 
@@ -256,14 +390,14 @@ def priors(tasks: list[Task]) -> dict[str, dict[str, float]]:
     return out
 
 
-def fit(tasks: list[Task], c: float, weighted: bool, names: dict[str, list[str]]) -> dict:
+def fit(tasks: list[Task], variant: Variant, names: dict[str, list[str]]) -> dict:
     """A selector.json dict fitted on `tasks`."""
     return {
-        "version": 1,
+        "version": 1 if variant.family == "logistic" else 2,
         "tolerance": TOLERANCE,
         "features": names,
-        "models": {kind: fit_kind(tasks, kind, names[kind], c, weighted) for kind in ("classification",
-                                                                                      "regression")},
+        "models": {kind: fit_kind(tasks, kind, names[kind], variant) for kind in ("classification",
+                                                                                  "regression")},
         "priors": priors(tasks),
     }
 
@@ -332,14 +466,14 @@ def expected_calibration_error(table: list[dict]) -> float:
     return sum(row["n"] * abs(row["predicted"] - row["observed"]) for row in table) / total
 
 
-def cross_validate(tasks: list[Task], c: float, weighted: bool, names: dict) -> tuple[list[Task], list[dict]]:
+def cross_validate(tasks: list[Task], variant: Variant, names: dict) -> tuple[list[Task], list[dict]]:
     """Out-of-fold answers for every task: each fold's selector never saw that fold's datasets."""
     fold = _group_folds(tasks, FOLDS)
     ordered, answers = [], []
     for k in range(FOLDS):
         train = [t for t, f in zip(tasks, fold, strict=True) if f != k]
         test = [t for t, f in zip(tasks, fold, strict=True) if f == k]
-        answers += decide(fit(train, c, weighted, names), test)
+        answers += decide(fit(train, variant, names), test)
         ordered += test
     return ordered, answers
 
@@ -369,15 +503,14 @@ def evaluate() -> Evaluation:
     log(f"{len(tasks)} tasks ({len({t.dataset for t in tasks})} datasets): {len(fitting)} for fitting, "
         f"{len(test)} held out")
     variants, outcomes = {}, {}
-    for label, (c, weighted) in VARIANTS.items():
-        ordered, answers = cross_validate(fitting, c, weighted, names)
+    for label, variant in VARIANTS.items():
+        ordered, answers = cross_validate(fitting, variant, names)
         variants[label] = summarise(ordered, answers)
         outcomes[label] = (ordered, answers)
         log(f"{label}: hit {variants[label]['hit']:.3f}, regret {variants[label]['regret']:.4f}")
     chosen = min(variants, key=lambda v: (variants[v]["regret"], -variants[v]["hit"]))
     ordered, answers = outcomes[chosen]
-    c, weighted = VARIANTS[chosen]
-    selector = fit(fitting, c, weighted, names)
+    selector = fit(fitting, VARIANTS[chosen], names)
     selector["variant"] = chosen
     selector["fitted_on_groups"] = sorted({t.group for t in fitting})
     held_answers = decide(selector, test)
@@ -397,7 +530,29 @@ def evaluate() -> Evaluation:
 
 
 def write_selector(selector: dict) -> None:
-    SELECTOR_FILE.write_text(json.dumps(selector, indent=1, sort_keys=True) + "\n")
+    SELECTOR_FILE.write_text(selector_text(selector))
+
+
+def selector_text(selector: dict) -> str:
+    """selector.json's text: indented, but each boosted tree on one line (indented, a few hundred trees would
+    be thousands of lines)."""
+    trees: list[str] = []
+
+    def placeholder(model: dict) -> dict:
+        if model.get("kind") != "boosted":
+            return model
+        marks = []
+        for tree in model["trees"]:
+            trees.append(json.dumps(tree, separators=(",", ":")))
+            marks.append(f"@tree{len(trees) - 1}@")
+        return {**model, "trees": marks}
+
+    marked = {**selector, "models": {kind: {t: placeholder(m) for t, m in by_type.items()}
+                                     for kind, by_type in selector["models"].items()}}
+    text = json.dumps(marked, indent=1, sort_keys=True)
+    text = re.sub(r'"@tree(\d+)@"', lambda match: trees[int(match.group(1))], text)
+    assert json.loads(text) == json.loads(json.dumps(selector))
+    return text + "\n"
 
 
 def main() -> None:

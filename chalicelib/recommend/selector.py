@@ -3,10 +3,15 @@
 Shipped as data (`selector.json`, written by `bench/recommend_select.py`) and evaluated here in pure
 Python: no numpy, no scikit-learn, nothing but arithmetic on the analysis the route already made.
 
-For a task (classification or regression) and each model type, the selector holds one logistic model
-over the standardised meta-features (`meta_features`) followed by a monotone calibration map
-(piecewise linear through points of a Platt scaling fitted on leave-datasets-out predictions). Its output
-is the calibrated probability that the type's test score, trained by our trainer with a user's
+For a task (classification or regression) and each model type, the selector holds one model over the
+meta-features (`meta_features`) and a monotone calibration fitted on leave-datasets-out predictions:
+
+* `LogisticModel`: a logistic regression on the standardised meta-features, then a piecewise-linear map
+  through points of a Platt scaling;
+* `BoostedModel`: shallow gradient-boosted trees (exported from scikit-learn as plain JSON), whose sum is
+  the log-odds of a hit or the type's predicted regret, then an exact Platt line on that sum.
+
+Its output is the calibrated probability that the type's test score, trained by our trainer with a user's
 defaults, is within `TOLERANCE` (0.01 accuracy or R²) of the best of the four types. The route's
 `score` is that probability ×100 for the recommended type, `all_scores` the same for every type.
 
@@ -83,7 +88,7 @@ def meta_features(task: str, data: dict[str, Any], probes: dict[str, Any]) -> di
 
 
 @dataclass(frozen=True)
-class TypeModel:
+class LogisticModel:
     """One type's logistic model and calibration map."""
 
     mean: tuple[float, ...]
@@ -93,7 +98,7 @@ class TypeModel:
     calibration: tuple[tuple[float, float], ...]  # (raw probability, calibrated), raw ascending
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TypeModel:
+    def from_dict(cls, raw: dict[str, Any]) -> LogisticModel:
         return cls(tuple(raw["mean"]), tuple(raw["scale"]), tuple(raw["coef"]), float(raw["intercept"]),
                    tuple((float(a), float(b)) for a, b in raw.get("calibration", ())))
 
@@ -104,6 +109,56 @@ class TypeModel:
 
     def probability(self, values: list[float]) -> float:
         return calibrate(self.raw_probability(values), self.calibration)
+
+
+Tree = tuple[int, float, "Tree | float", "Tree | float"]  # (feature index, threshold, left, right); a leaf is a value
+
+
+def _tree(raw: list | float) -> Tree | float:
+    if isinstance(raw, list):
+        feature, threshold, left, right = raw
+        return int(feature), float(threshold), _tree(left), _tree(right)
+    return float(raw)
+
+
+@dataclass(frozen=True)
+class BoostedModel:
+    """One type's gradient-boosted trees and Platt line: P(hit) = sigmoid(a * margin + b), the margin being the
+    baseline plus one leaf value per tree (the log-odds of a hit, or the predicted regret: `output`)."""
+
+    output: str  # "log_odds" or "regret"
+    baseline: float
+    trees: tuple[Tree | float, ...]
+    platt: tuple[float, float]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BoostedModel:
+        a, b = raw["platt"]
+        return cls(str(raw["output"]), float(raw["baseline"]), tuple(_tree(t) for t in raw["trees"]),
+                   (float(a), float(b)))
+
+    def margin(self, values: list[float]) -> float:
+        """Summed in scikit-learn's order (baseline, then tree by tree), so the sum is the same to the bit. A
+        value goes left when <= the threshold, as there."""
+        total = self.baseline
+        for node in self.trees:
+            while isinstance(node, tuple):
+                feature, threshold, left, right = node
+                node = left if values[feature] <= threshold else right
+            total += node
+        return total
+
+    def probability(self, values: list[float]) -> float:
+        a, b = self.platt
+        return 1.0 / (1.0 + math.exp(-_clip(a * self.margin(values) + b, -40.0, 40.0)))
+
+
+TypeModel = LogisticModel | BoostedModel
+
+
+def type_model(raw: dict[str, Any]) -> TypeModel:
+    """A type's model from selector.json: `kind` "boosted", or a logistic model (no `kind`)."""
+    return BoostedModel.from_dict(raw) if raw.get("kind") == "boosted" else LogisticModel.from_dict(raw)
 
 
 def calibrate(p: float, points: tuple[tuple[float, float], ...]) -> float:
@@ -129,7 +184,7 @@ class Selector:
     def from_dict(cls, raw: dict[str, Any]) -> Selector:
         return cls(
             features={task: tuple(names) for task, names in raw["features"].items()},
-            models={task: {t: TypeModel.from_dict(m) for t, m in by_type.items()}
+            models={task: {t: type_model(m) for t, m in by_type.items()}
                     for task, by_type in raw["models"].items()},
             priors={task: {t: float(p) for t, p in by_type.items()} for task, by_type in raw["priors"].items()},
             raw=raw,

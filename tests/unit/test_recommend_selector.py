@@ -28,6 +28,10 @@ def test_the_shipped_selector_has_a_calibrated_model_per_task_and_type():
                   "features_total": 3}
         assert list(selector.meta_features(task, {}, probed)) == list(shipped.features[task])
         for model in shipped.models[task].values():
+            if isinstance(model, selector.BoostedModel):
+                assert model.trees and len(model.platt) == 2  # calibrated: not the identity line of a fresh export
+                assert model.platt != (1.0, 0.0) and (model.platt[0] > 0) == (model.output == "log_odds")
+                continue
             assert len(model.coef) == len(model.mean) == len(model.scale) == len(shipped.features[task])
             xs, ys = zip(*model.calibration, strict=True)
             assert list(xs) == sorted(xs) and list(ys) == sorted(ys) and 0 <= ys[0] and ys[-1] <= 1
@@ -36,13 +40,43 @@ def test_the_shipped_selector_has_a_calibrated_model_per_task_and_type():
         assert all(0 <= p <= 1 for p in shipped.prior(task).values())
 
 
+def numpy_margin(fitted: dict, x: np.ndarray) -> np.ndarray:
+    """The exported trees' sum, vectorised over rows: a second implementation of BoostedModel.margin (its parity
+    with scikit-learn itself is in test_recommend_selector_trees)."""
+    def leaf(tree, rows):
+        if not isinstance(tree, list):
+            return np.full(len(rows), tree)
+        feature, threshold, left, right = tree
+        return np.where(rows[:, feature] <= threshold, leaf(left, rows), leaf(right, rows))
+
+    total = np.full(len(x), fitted["baseline"])
+    for tree in fitted["trees"]:
+        total = total + leaf(tree, x)
+    return total
+
+
 def test_pure_python_evaluation_equals_the_fitting_code():
-    """The route's arithmetic (selector.TypeModel) and the benchmark's numpy (recommend_select._raw) agree."""
+    """The route's arithmetic (selector.LogisticModel, BoostedModel) and numpy (recommend_select._raw for a
+    logistic model) agree on the shipped models."""
     raw = json.loads(selector.SELECTOR_FILE.read_text())
     shipped = selector.load_selector()
     rng = random.Random(3)
     for task in selector.TASKS:
         for model_type, fitted in raw["models"][task].items():
+            if fitted.get("kind") == "boosted":
+                x = np.array([[rng.gauss(0, 2) for _ in shipped.features[task]] for _ in range(200)])
+                thresholds = {}
+                for tree in fitted["trees"]:
+                    thresholds.setdefault(tree[0], []).append(tree[1])
+                for feature, values in thresholds.items():  # half the rows: values on, or close to, thresholds
+                    x[:100, feature] = rng.choices(values, k=100) + np.array([0, 1e-12, -1e-12, 0, 0] * 20)
+                a, b = fitted["platt"]
+                for values, margin in zip(x, numpy_margin(fitted, x), strict=True):
+                    assert math.isclose(shipped.models[task][model_type].margin(list(values)), margin,
+                                        rel_tol=0, abs_tol=1e-9)
+                    assert math.isclose(shipped.models[task][model_type].probability(list(values)),
+                                        1 / (1 + math.exp(-(a * margin + b))), rel_tol=0, abs_tol=1e-9)
+                continue
             for _ in range(20):
                 values = [rng.gauss(m, 2 * s) for m, s in zip(fitted["mean"], fitted["scale"], strict=True)]
                 expected = float(recommend_select._raw(fitted, np.array([values]))[0])
