@@ -118,6 +118,12 @@ class PartStream:
     _witness: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
     dtypes: dict[str, object] | None = None  # the concatenated frame's dtype per column, after one full pass
     _part_dtypes: list[dict[str, object]] = field(default_factory=list)
+    # Decoded parts kept in memory, up to this many bytes (`DataFrame.memory_usage(deep=True)`), so that passes
+    # after a part's first read slice memory instead of reading it again; a part is kept whole or not at all.
+    # 0 keeps none: every pass reads every part (memory: one part). TRAINER_CACHE_BYTES.
+    cache_bytes: int = 0
+    _cache: dict[int, list[pd.DataFrame]] = field(default_factory=dict)
+    cached_bytes: int = 0
 
     def batches(self, parts: Iterable[int] | None = None) -> Iterator[Batch]:
         """Every row, in order (or the rows of `parts`, in that order); each batch at most `batch_rows` rows."""
@@ -166,8 +172,7 @@ class PartStream:
             self._part_dtypes, self.dtypes = part_dtypes, _common_dtypes(witness, self.wanted)
 
     def _part_batches(self, part: int, offset: int) -> Iterator[Batch]:
-        obj = self.objects[part]
-        for frame in self._frames(obj):
+        for frame in self._part_frames(part):
             if not len(frame):
                 continue
             if self.dtypes is not None:
@@ -175,6 +180,29 @@ class PartStream:
             frame.index = pd.RangeIndex(offset, offset + len(frame))
             yield Batch(frame=frame, offset=offset, part=part)
             offset += len(frame)
+
+    def _part_frames(self, part: int) -> Iterator[pd.DataFrame]:
+        """The part's frames as read, from memory when kept (`cache_bytes`); a part read to its end while the
+        budget holds it is kept. What is kept is never handed out, only copies: a consumer cannot change it."""
+        kept = self._cache.get(part)
+        if kept is not None:
+            for frame in kept:
+                yield frame.copy()
+            return
+        keeping: list[pd.DataFrame] | None = [] if self.cached_bytes < self.cache_bytes else None
+        size = 0
+        for frame in self._frames(self.objects[part]):
+            if keeping is not None:
+                size += int(frame.memory_usage(index=False, deep=True).sum())
+                if self.cached_bytes + size > self.cache_bytes:
+                    keeping = None  # the part does not fit what is left: read it each pass
+                else:
+                    keeping.append(frame)
+                    frame = frame.copy()
+            yield frame
+        if keeping is not None:
+            self._cache[part] = keeping
+            self.cached_bytes += size
 
     def _frames(self, obj: DataObject) -> Iterator[pd.DataFrame]:
         body = self.fetch(obj)

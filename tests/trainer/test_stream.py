@@ -224,6 +224,44 @@ def test_a_ranged_read_survives_a_dropped_connection_and_more_columns_than_open_
     assert recording.broken == 1
 
 
+def test_parts_within_the_cache_budget_are_read_once_and_give_the_same_rows(s3, dataset):
+    objects = list_data_objects(s3, dataset.uri, dataset.fmt)
+    wanted = [c.name for c in COLUMNS]
+    recording = RecordingS3(s3)
+    uncached = pd.concat([b.frame for b in open_stream(s3, dataset.uri, dataset.fmt).batches()])
+    everything = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=1 << 30)
+    first = pd.concat([b.frame for b in everything.batches()])
+    reads = len(recording.ranges)
+    assert reads == len(objects)
+    for batch in everything.batches():  # a consumer changing a batch does not change what is kept
+        batch.frame.index = batch.frame.index + 10**9
+        batch.frame.iloc[:, 0] = batch.frame.iloc[::-1, 0].to_numpy()  # in place
+    again = pd.concat([b.frame for b in everything.batches()])
+    by_part = pd.concat([b.frame for b in everything.batches([2, 0])])
+    assert len(recording.ranges) == reads  # no part read again
+    pd.testing.assert_frame_equal(again, uncached)
+    pd.testing.assert_frame_equal(first, uncached, check_dtype=False)  # the first pass's dtypes are per part
+    assert everything.cached_bytes <= 1 << 30 and len(everything._cache) == len(objects)
+    pd.testing.assert_frame_equal(by_part, pd.concat([uncached.loc[b.positions] for b in everything.batches([2, 0])]))
+
+
+def test_a_part_that_does_not_fit_what_is_left_of_the_budget_is_read_each_pass(s3, dataset):
+    objects = list_data_objects(s3, dataset.uri, dataset.fmt)
+    wanted = [c.name for c in COLUMNS]
+    measuring = PartStream(objects, wanted, LABEL.name, s3_fetch(s3), batch_rows=97, cache_bytes=1 << 30)
+    list(measuring.batches())
+    sizes = [sum(int(f.memory_usage(index=False, deep=True).sum()) for f in measuring._cache[part])
+             for part in range(len(objects))]
+    recording = RecordingS3(s3)
+    budget = sizes[0] + sizes[1] // 2  # the first part fits, the second does not, the third not after it
+    stream = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=budget)
+    list(stream.batches())
+    list(stream.batches())
+    assert sorted(stream._cache) == ([0, 2] if sizes[0] + sizes[2] <= budget else [0])
+    assert len(recording.ranges) == len(objects) + len(objects) - len(stream._cache)
+    assert stream.cached_bytes <= budget
+
+
 def test_a_part_replaced_while_it_is_read_by_ranges_fails_the_run(s3):
     frame = pd.DataFrame({"label": ["a", "b"] * 500, "x0": np.arange(1000.0)})
     key = f"ranged-{uuid.uuid4().hex[:8]}/part-000.parquet"

@@ -54,9 +54,12 @@ def _paths(s3, uri: str, ttl: str, target: str, model_type: str, config: dict, f
     columns = parse_columns(ttl)
     frame = load_training_data(s3, [SimpleNamespace(uri=uri, format="parquet")], columns, target).frame
     memory = train_and_evaluate(frame, ttl, model_type, config, fit_sample_rows=fit_sample_rows)
+    # A budget that keeps about half the parts in memory: later passes mix kept parts and parts read again.
     stream = PartStream(list_data_objects(s3, uri, "parquet"), [c.name for c in columns],
-                        choose_target(columns, target).name, s3_fetch(s3), batch_rows=128)
+                        choose_target(columns, target).name, s3_fetch(s3), batch_rows=128,
+                        cache_bytes=int(frame.memory_usage(index=False, deep=True).sum()) // 2)
     streamed = train_streamed(stream, ttl, model_type, config, fit_sample_rows=fit_sample_rows)
+    assert 0 < len(stream._cache) < len(stream.objects)
     return memory, streamed
 
 
