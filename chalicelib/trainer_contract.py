@@ -27,7 +27,8 @@ CALLBACK_BACKOFF = "TRAINER_CALLBACK_BACKOFF"
 CALLBACK_TIMEOUT = "TRAINER_CALLBACK_TIMEOUT"
 PROGRESS_INTERVAL = "TRAINER_PROGRESS_INTERVAL"
 FIT_SAMPLE_ROWS = "TRAINER_FIT_SAMPLE_ROWS"
-# Bytes of decoded data parts a training run keeps in memory between passes (default 512 MiB; 0 keeps none).
+# A training run keeps its decoded data in memory between passes when it fits this many bytes (default
+# 512 MiB; 0 keeps none).
 CACHE_BYTES = "TRAINER_CACHE_BYTES"
 TORCH_THREADS = "TRAINER_TORCH_THREADS"
 # Rows per batch of a batch prediction job (`python -m trainer.batch_predict`), default 50,000.

@@ -118,12 +118,15 @@ class PartStream:
     _witness: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
     dtypes: dict[str, object] | None = None  # the concatenated frame's dtype per column, after one full pass
     _part_dtypes: list[dict[str, object]] = field(default_factory=list)
-    # Decoded parts kept in memory, up to this many bytes (`DataFrame.memory_usage(deep=True)`), so that passes
-    # after a part's first read slice memory instead of reading it again; a part is kept whole or not at all.
-    # 0 keeps none: every pass reads every part (memory: one part). TRAINER_CACHE_BYTES.
+    # The decoded parts are kept in memory when all of them fit this many bytes (`DataFrame.memory_usage(deep=
+    # True)`), so that passes after the first slice memory instead of reading the data again. All or nothing:
+    # once what the parts read so far take passes the budget, everything kept is let go and no part is kept
+    # (memory: one part, as with 0, which keeps none). So memory is the budget at most, and data larger than
+    # it streams exactly as without. TRAINER_CACHE_BYTES.
     cache_bytes: int = 0
     _cache: dict[int, list[pd.DataFrame]] = field(default_factory=dict)
     cached_bytes: int = 0
+    _over_budget: bool = False
 
     def batches(self, parts: Iterable[int] | None = None) -> Iterator[Batch]:
         """Every row, in order (or the rows of `parts`, in that order); each batch at most `batch_rows` rows."""
@@ -182,20 +185,21 @@ class PartStream:
             offset += len(frame)
 
     def _part_frames(self, part: int) -> Iterator[pd.DataFrame]:
-        """The part's frames as read, from memory when kept (`cache_bytes`); a part read to its end while the
-        budget holds it is kept. What is kept is never handed out, only copies: a consumer cannot change it."""
+        """The part's frames as read, from memory when kept (`cache_bytes`). What is kept is never handed out,
+        only copies: a consumer cannot change it."""
         kept = self._cache.get(part)
         if kept is not None:
             for frame in kept:
                 yield frame.copy()
             return
-        keeping: list[pd.DataFrame] | None = [] if self.cached_bytes < self.cache_bytes else None
+        keeping: list[pd.DataFrame] | None = None if self._over_budget or not self.cache_bytes else []
         size = 0
         for frame in self._frames(self.objects[part]):
             if keeping is not None:
                 size += int(frame.memory_usage(index=False, deep=True).sum())
                 if self.cached_bytes + size > self.cache_bytes:
-                    keeping = None  # the part does not fit what is left: read it each pass
+                    keeping = None
+                    self._let_go()
                 else:
                     keeping.append(frame)
                     frame = frame.copy()
@@ -203,6 +207,12 @@ class PartStream:
         if keeping is not None:
             self._cache[part] = keeping
             self.cached_bytes += size
+
+    def _let_go(self) -> None:
+        """The data does not fit the budget: keep nothing, now or later."""
+        self._over_budget = True
+        self._cache.clear()
+        self.cached_bytes = 0
 
     def _frames(self, obj: DataObject) -> Iterator[pd.DataFrame]:
         body = self.fetch(obj)

@@ -245,21 +245,21 @@ def test_parts_within_the_cache_budget_are_read_once_and_give_the_same_rows(s3, 
     pd.testing.assert_frame_equal(by_part, pd.concat([uncached.loc[b.positions] for b in everything.batches([2, 0])]))
 
 
-def test_a_part_that_does_not_fit_what_is_left_of_the_budget_is_read_each_pass(s3, dataset):
+def test_data_over_the_cache_budget_keeps_nothing_and_is_read_each_pass(s3, dataset):
     objects = list_data_objects(s3, dataset.uri, dataset.fmt)
     wanted = [c.name for c in COLUMNS]
     measuring = PartStream(objects, wanted, LABEL.name, s3_fetch(s3), batch_rows=97, cache_bytes=1 << 30)
     list(measuring.batches())
-    sizes = [sum(int(f.memory_usage(index=False, deep=True).sum()) for f in measuring._cache[part])
-             for part in range(len(objects))]
+    total = measuring.cached_bytes
     recording = RecordingS3(s3)
-    budget = sizes[0] + sizes[1] // 2  # the first part fits, the second does not, the third not after it
-    stream = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=budget)
-    list(stream.batches())
-    list(stream.batches())
-    assert sorted(stream._cache) == ([0, 2] if sizes[0] + sizes[2] <= budget else [0])
-    assert len(recording.ranges) == len(objects) + len(objects) - len(stream._cache)
-    assert stream.cached_bytes <= budget
+    stream = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=total - 1)
+    first = pd.concat([b.frame for b in stream.batches()])
+    assert stream._cache == {} and stream.cached_bytes == 0  # the first parts were kept, then let go
+    again = pd.concat([b.frame for b in stream.batches()])
+    list(stream.batches([1]))
+    assert stream._cache == {}
+    assert len(recording.ranges) == 2 * len(objects) + 1
+    pd.testing.assert_frame_equal(first, again, check_dtype=False)
 
 
 def test_a_part_replaced_while_it_is_read_by_ranges_fails_the_run(s3):
