@@ -120,9 +120,9 @@ class PartStream:
     _part_dtypes: list[dict[str, object]] = field(default_factory=list)
     # The decoded parts are kept in memory when all of them fit this many bytes (`DataFrame.memory_usage(deep=
     # True)`), so that passes after the first slice memory instead of reading the data again. All or nothing:
-    # once what the parts read so far take passes the budget, everything kept is let go and no part is kept
-    # (memory: one part, as with 0, which keeps none). So memory is the budget at most, and data larger than
-    # it streams exactly as without. TRAINER_CACHE_BYTES.
+    # data whose stored size passes the budget is never kept, and once what the parts read so far take passes
+    # it, everything kept is let go and no part is kept (memory: one part, as with 0, which keeps none). So
+    # memory is the budget at most, and data larger than it streams exactly as without. TRAINER_CACHE_BYTES.
     cache_bytes: int = 0
     _cache: dict[int, list[pd.DataFrame]] = field(default_factory=dict)
     cached_bytes: int = 0
@@ -192,7 +192,9 @@ class PartStream:
             for frame in kept:
                 yield frame.copy()
             return
-        keeping: list[pd.DataFrame] | None = None if self._over_budget or not self.cache_bytes else []
+        if not self._over_budget and sum(o.size for o in self.objects) > self.cache_bytes:
+            self._over_budget = True  # its stored bytes alone pass the budget: decoded, it will not fit either
+        keeping: list[pd.DataFrame] | None = None if self._over_budget else []
         size = 0
         for frame in self._frames(self.objects[part]):
             if keeping is not None:
