@@ -435,13 +435,14 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
     over the rows with a target value. Medians are exact for columns whose values fit the reservoir, else an
     estimate (`statistics` makes them exact with further passes)."""
     from trainer.features import infer_task, target_values
-    from trainer.pipeline import encode_target, prepare_rows
+    from trainer.pipeline import encode_target, prepare_target
 
     coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
-    # Per batch, only the rows with a target value are kept (their raw target and position): memory is about
-    # 16 bytes per kept row, not a copy of the whole column and of a frame around it.
+    # Per batch, only the rows with a target value are kept: their raw target, and where they are (the batch's
+    # span when every row has one, else their positions). Memory: the raw target of the kept rows, not a copy of
+    # the whole column and of a frame around it; the positions are made once the target is encoded.
     pieces: list[tuple[int, pd.Series]] = []
-    positions: list[np.ndarray] = []
+    spans: list[tuple[int, int] | np.ndarray] = []
     rows_read = 0
     for batch in stream.batches():
         raw = batch.frame[target.name]
@@ -450,8 +451,12 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
         keep = target_values(target, raw, infer_task(target, raw)).notna().to_numpy()
         if not keep.any():
             continue
-        pieces.append((batch.part, raw[keep].copy()))  # a copy: a view would keep the batch's whole block alive
-        positions.append(batch.positions[keep])
+        if keep.all():
+            pieces.append((batch.part, raw.copy()))  # a copy: a view would keep the batch's whole block alive
+            spans.append((batch.offset, len(raw)))
+        else:
+            pieces.append((batch.part, raw[keep].copy()))
+            spans.append(batch.positions[keep])
         if stats is not None:
             stats.update(coercer.transform(batch.frame.loc[keep]))
     if not rows_read:
@@ -463,16 +468,31 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
                         [target.name] for part, piece in pieces] or [pd.Series([], dtype=object)],
                        ignore_index=True)
     del pieces
-    rows = np.concatenate(positions or [np.empty(0, dtype="int64")]).astype("int64", copy=False)
-    del positions
-    kept, y_raw, task = prepare_rows(pd.DataFrame({target.name: column}), target)
-    del kept, column
+    y_raw, _, task = prepare_target(column, target)
+    del column
     classes, y = encode_target(y_raw, task)
+    del y_raw
+    rows = _positions_of(spans)
     if len(y) != len(rows):
         raise AssertionError(f"kept {len(rows)} rows with a target in batches, {len(y)} in their column")
     if stats is not None:
         stats.medians_from_reservoir()
     return Scan(rows=rows, y=y, task=task, classes=classes, rows_read=rows_read, stats=stats)
+
+
+def _positions_of(spans: list[tuple[int, int] | np.ndarray]) -> np.ndarray:
+    """The increasing int64 positions of `scan`'s spans ((offset, rows) or positions), in one array."""
+    rows = np.empty(sum(s[1] if isinstance(s, tuple) else len(s) for s in spans), dtype="int64")
+    filled = 0
+    for span in spans:
+        if isinstance(span, tuple):
+            offset, count = span
+            rows[filled:filled + count] = np.arange(offset, offset + count)
+        else:
+            count = len(span)
+            rows[filled:filled + count] = span
+        filled += count
+    return rows
 
 
 def _coercer_and_stats(features, seed, reservoir_size, max_levels):
