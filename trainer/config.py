@@ -30,6 +30,8 @@ class Settings:
     progress_interval: float = 2.0
     # The tree types and the linear model fit on at most this many rows (trainer.pipeline; 0: all rows).
     fit_sample_rows: int = 2_000_000
+    # Decoded data parts kept in memory between a run's passes (trainer.stream.PartStream.cache_bytes).
+    cache_bytes: int = 512 * 1024 * 1024
     torch_threads: int = 0  # 0: min(4, os.cpu_count())
     region: str | None = None
     # Per-run STS credentials, set together with their expiry; without them boto3's
@@ -63,6 +65,7 @@ class Settings:
             callback_timeout=_number(env, c.CALLBACK_TIMEOUT, 10.0, float, minimum=0.1),
             progress_interval=_number(env, c.PROGRESS_INTERVAL, 2.0, float, minimum=0),
             fit_sample_rows=_number(env, c.FIT_SAMPLE_ROWS, 2_000_000, int, minimum=0),
+            cache_bytes=_number(env, c.CACHE_BYTES, 512 * 1024 * 1024, int, minimum=0),
             torch_threads=_number(env, c.TORCH_THREADS, 0, int, minimum=0),
             region=env.get(c.AWS_REGION) or env.get(c.AWS_DEFAULT_REGION) or None,
             credentials_path=env.get(c.CREDENTIALS_ROUTE) or c.CREDENTIALS_PATH.format(model_id=env[c.MODEL_ID]),

@@ -104,7 +104,7 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
         from trainer.stream import PartStream, s3_fetch
 
         source = PartStream(list_storage_objects(s3, spec.storage), wanted=[c.name for c in columns],
-                            target=target.name, fetch=s3_fetch(s3))
+                            target=target.name, fetch=s3_fetch(s3), cache_bytes=settings.cache_bytes)
         log.info("data listed", extra={"objects": len(source.objects), "model_type": spec.model_type})
     else:
         from trainer.pipeline import train_and_evaluate as train

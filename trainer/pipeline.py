@@ -242,18 +242,27 @@ def _train(rows: Rows, prepared: Prepared, model_type: str, config: TrainingConf
 
 def prepare_rows(frame: pd.DataFrame, target: Column) -> tuple[pd.DataFrame, pd.Series, str]:
     """Rows with a target value (renumbered 0..n-1), the clean target and the task."""
-    task = infer_task(target, frame[target.name])
-    y = target_values(target, frame[target.name], task)
+    y, keep, task = prepare_target(frame[target.name], target)
+    return frame.loc[keep].reset_index(drop=True), y, task
+
+
+def prepare_target(values: pd.Series, target: Column) -> tuple[pd.Series, np.ndarray, str]:
+    """`prepare_rows` of the target column alone: the clean target of the rows with a value (renumbered
+    0..n-1), which rows those are (a mask over `values`) and the task. No copy when every row has a value and
+    `values` is numbered 0..n-1 already."""
+    task = infer_task(target, values)
+    y = target_values(target, values, task)
     keep = y.notna().to_numpy()
     if keep.sum() < MIN_ROWS:
         raise TrainingFailed(
             f"insufficient training data: {int(keep.sum())} row(s) with a value in target column "
             f"{target.name!r} (need at least {MIN_ROWS})"
         )
-    y = y[keep].reset_index(drop=True)
+    if not keep.all() or not y.index.equals(pd.RangeIndex(len(y))):
+        y = y[keep].reset_index(drop=True)
     if isinstance(y.dtype, pd.BooleanDtype | pd.Int64Dtype):
         y = y.astype(bool if isinstance(y.dtype, pd.BooleanDtype) else "int64")  # no NA left: plain numpy types
-    return frame.loc[keep].reset_index(drop=True), y, task
+    return y, keep, task
 
 
 def encode_target(y: pd.Series, task: str) -> tuple[list | None, np.ndarray]:

@@ -211,6 +211,9 @@ class RangedObject(io.RawIOBase):
         view[:len(data)] = data
         current.position += len(data)
         if current.position < current.end:
+            replaced = self._open.pop(current.position, None)
+            if replaced is not None:  # two GETs at one place: keep the one just read
+                replaced.close()
             self._open[current.position] = current
             while len(self._open) > self.max_open:
                 self._open.pop(next(iter(self._open))).close()

@@ -118,6 +118,15 @@ class PartStream:
     _witness: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
     dtypes: dict[str, object] | None = None  # the concatenated frame's dtype per column, after one full pass
     _part_dtypes: list[dict[str, object]] = field(default_factory=list)
+    # The decoded parts are kept in memory when all of them fit this many bytes (`DataFrame.memory_usage(deep=
+    # True)`), so that passes after the first slice memory instead of reading the data again. All or nothing:
+    # data whose stored size passes the budget is never kept, and once what the parts read so far take passes
+    # it, everything kept is let go and no part is kept (memory: one part, as with 0, which keeps none). So
+    # memory is the budget at most, and data larger than it streams exactly as without. TRAINER_CACHE_BYTES.
+    cache_bytes: int = 0
+    _cache: dict[int, list[pd.DataFrame]] = field(default_factory=dict)
+    cached_bytes: int = 0
+    _over_budget: bool = False
 
     def batches(self, parts: Iterable[int] | None = None) -> Iterator[Batch]:
         """Every row, in order (or the rows of `parts`, in that order); each batch at most `batch_rows` rows."""
@@ -166,8 +175,7 @@ class PartStream:
             self._part_dtypes, self.dtypes = part_dtypes, _common_dtypes(witness, self.wanted)
 
     def _part_batches(self, part: int, offset: int) -> Iterator[Batch]:
-        obj = self.objects[part]
-        for frame in self._frames(obj):
+        for frame in self._part_frames(part):
             if not len(frame):
                 continue
             if self.dtypes is not None:
@@ -175,6 +183,38 @@ class PartStream:
             frame.index = pd.RangeIndex(offset, offset + len(frame))
             yield Batch(frame=frame, offset=offset, part=part)
             offset += len(frame)
+
+    def _part_frames(self, part: int) -> Iterator[pd.DataFrame]:
+        """The part's frames as read, from memory when kept (`cache_bytes`). What is kept is never handed out,
+        only copies: a consumer cannot change it."""
+        kept = self._cache.get(part)
+        if kept is not None:
+            for frame in kept:
+                yield frame.copy()
+            return
+        if not self._over_budget and sum(o.size for o in self.objects) > self.cache_bytes:
+            self._over_budget = True  # its stored bytes alone pass the budget: decoded, it will not fit either
+        keeping: list[pd.DataFrame] | None = None if self._over_budget else []
+        size = 0
+        for frame in self._frames(self.objects[part]):
+            if keeping is not None:
+                size += int(frame.memory_usage(index=False, deep=True).sum())
+                if self.cached_bytes + size > self.cache_bytes:
+                    keeping = None
+                    self._let_go()
+                else:
+                    keeping.append(frame)
+                    frame = frame.copy()
+            yield frame
+        if keeping is not None:
+            self._cache[part] = keeping
+            self.cached_bytes += size
+
+    def _let_go(self) -> None:
+        """The data does not fit the budget: keep nothing, now or later."""
+        self._over_budget = True
+        self._cache.clear()
+        self.cached_bytes = 0
 
     def _frames(self, obj: DataObject) -> Iterator[pd.DataFrame]:
         body = self.fetch(obj)
@@ -395,13 +435,14 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
     over the rows with a target value. Medians are exact for columns whose values fit the reservoir, else an
     estimate (`statistics` makes them exact with further passes)."""
     from trainer.features import infer_task, target_values
-    from trainer.pipeline import encode_target, prepare_rows
+    from trainer.pipeline import encode_target, prepare_target
 
     coercer, stats = _coercer_and_stats(features, seed, reservoir_size, max_levels)
-    # Per batch, only the rows with a target value are kept (their raw target and position): memory is about
-    # 16 bytes per kept row, not a copy of the whole column and of a frame around it.
+    # Per batch, only the rows with a target value are kept: their raw target, and where they are (the batch's
+    # span when every row has one, else their positions). Memory: the raw target of the kept rows, not a copy of
+    # the whole column and of a frame around it; the positions are made once the target is encoded.
     pieces: list[tuple[int, pd.Series]] = []
-    positions: list[np.ndarray] = []
+    spans: list[tuple[int, int] | np.ndarray] = []
     rows_read = 0
     for batch in stream.batches():
         raw = batch.frame[target.name]
@@ -410,8 +451,12 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
         keep = target_values(target, raw, infer_task(target, raw)).notna().to_numpy()
         if not keep.any():
             continue
-        pieces.append((batch.part, raw[keep].copy()))  # a copy: a view would keep the batch's whole block alive
-        positions.append(batch.positions[keep])
+        if keep.all():
+            pieces.append((batch.part, raw.copy()))  # a copy: a view would keep the batch's whole block alive
+            spans.append((batch.offset, len(raw)))
+        else:
+            pieces.append((batch.part, raw[keep].copy()))
+            spans.append(batch.positions[keep])
         if stats is not None:
             stats.update(coercer.transform(batch.frame.loc[keep]))
     if not rows_read:
@@ -423,16 +468,31 @@ def scan(stream: PartStream, target: Column, features: list[Column] | None = Non
                         [target.name] for part, piece in pieces] or [pd.Series([], dtype=object)],
                        ignore_index=True)
     del pieces
-    rows = np.concatenate(positions or [np.empty(0, dtype="int64")]).astype("int64", copy=False)
-    del positions
-    kept, y_raw, task = prepare_rows(pd.DataFrame({target.name: column}), target)
-    del kept, column
+    y_raw, _, task = prepare_target(column, target)
+    del column
     classes, y = encode_target(y_raw, task)
+    del y_raw
+    rows = _positions_of(spans)
     if len(y) != len(rows):
         raise AssertionError(f"kept {len(rows)} rows with a target in batches, {len(y)} in their column")
     if stats is not None:
         stats.medians_from_reservoir()
     return Scan(rows=rows, y=y, task=task, classes=classes, rows_read=rows_read, stats=stats)
+
+
+def _positions_of(spans: list[tuple[int, int] | np.ndarray]) -> np.ndarray:
+    """The increasing int64 positions of `scan`'s spans ((offset, rows) or positions), in one array."""
+    rows = np.empty(sum(s[1] if isinstance(s, tuple) else len(s) for s in spans), dtype="int64")
+    filled = 0
+    for span in spans:
+        if isinstance(span, tuple):
+            offset, count = span
+            rows[filled:filled + count] = np.arange(offset, offset + count)
+        else:
+            count = len(span)
+            rows[filled:filled + count] = span
+        filled += count
+    return rows
 
 
 def _coercer_and_stats(features, seed, reservoir_size, max_levels):

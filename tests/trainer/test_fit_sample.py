@@ -82,3 +82,5 @@ def test_the_cap_is_the_trainer_setting_with_a_documented_default():
     assert Settings.from_env(base).fit_sample_rows == DEFAULT_FIT_SAMPLE_ROWS == 2_000_000
     assert Settings.from_env({**base, "TRAINER_FIT_SAMPLE_ROWS": "1000"}).fit_sample_rows == 1000
     assert Settings.from_env({**base, "TRAINER_FIT_SAMPLE_ROWS": "0"}).fit_sample_rows == 0  # 0: every row
+    assert Settings.from_env(base).cache_bytes == 512 * 1024 * 1024
+    assert Settings.from_env({**base, "TRAINER_CACHE_BYTES": "0"}).cache_bytes == 0  # 0: read every pass

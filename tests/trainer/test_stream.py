@@ -224,6 +224,57 @@ def test_a_ranged_read_survives_a_dropped_connection_and_more_columns_than_open_
     assert recording.broken == 1
 
 
+def test_parts_within_the_cache_budget_are_read_once_and_give_the_same_rows(s3, dataset):
+    objects = list_data_objects(s3, dataset.uri, dataset.fmt)
+    wanted = [c.name for c in COLUMNS]
+    recording = RecordingS3(s3)
+    uncached = pd.concat([b.frame for b in open_stream(s3, dataset.uri, dataset.fmt).batches()])
+    everything = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=1 << 30)
+    first = pd.concat([b.frame for b in everything.batches()])
+    reads = len(recording.ranges)
+    assert reads == len(objects)
+    for batch in everything.batches():  # a consumer changing a batch does not change what is kept
+        batch.frame.index = batch.frame.index + 10**9
+        batch.frame.iloc[:, 0] = batch.frame.iloc[::-1, 0].to_numpy()  # in place
+    again = pd.concat([b.frame for b in everything.batches()])
+    by_part = pd.concat([b.frame for b in everything.batches([2, 0])])
+    assert len(recording.ranges) == reads  # no part read again
+    pd.testing.assert_frame_equal(again, uncached)
+    pd.testing.assert_frame_equal(first, uncached, check_dtype=False)  # the first pass's dtypes are per part
+    assert everything.cached_bytes <= 1 << 30 and len(everything._cache) == len(objects)
+    pd.testing.assert_frame_equal(by_part, pd.concat([uncached.loc[b.positions] for b in everything.batches([2, 0])]))
+
+
+def test_data_over_the_cache_budget_keeps_nothing_and_is_read_each_pass(s3, dataset):
+    objects = list_data_objects(s3, dataset.uri, dataset.fmt)
+    wanted = [c.name for c in COLUMNS]
+    measuring = PartStream(objects, wanted, LABEL.name, s3_fetch(s3), batch_rows=97, cache_bytes=1 << 30)
+    list(measuring.batches())
+    decoded, stored = measuring.cached_bytes, sum(o.size for o in objects)
+    # Stored bytes under the budget, decoded over it (Parquet: compressed): the first parts are kept, then let
+    # go; else (text) the stored size alone passes it and nothing is ever kept.
+    budget = stored if stored < decoded else decoded - 1
+    recording = RecordingS3(s3)
+    stream = PartStream(objects, wanted, LABEL.name, s3_fetch(recording), batch_rows=97, cache_bytes=budget)
+    first = pd.concat([b.frame for b in stream.batches()])
+    assert stream._cache == {} and stream.cached_bytes == 0
+    again = pd.concat([b.frame for b in stream.batches()])
+    list(stream.batches([1]))
+    assert stream._cache == {}
+    assert len(recording.ranges) == 2 * len(objects) + 1
+    pd.testing.assert_frame_equal(first, again, check_dtype=False)
+
+
+def test_data_stored_in_more_bytes_than_the_cache_budget_is_never_kept(s3, dataset, monkeypatch):
+    objects = list_data_objects(s3, dataset.uri, dataset.fmt)
+    stream = PartStream(objects, [c.name for c in COLUMNS], LABEL.name, s3_fetch(s3), batch_rows=97,
+                        cache_bytes=sum(o.size for o in objects) - 1)
+    measured = []
+    monkeypatch.setattr(pd.DataFrame, "memory_usage", lambda *a, **k: measured.append(1) or pd.Series([0]))
+    list(stream.batches())
+    assert measured == [] and stream._cache == {}
+
+
 def test_a_part_replaced_while_it_is_read_by_ranges_fails_the_run(s3):
     frame = pd.DataFrame({"label": ["a", "b"] * 500, "x0": np.arange(1000.0)})
     key = f"ranged-{uuid.uuid4().hex[:8]}/part-000.parquet"

@@ -49,15 +49,29 @@ def parts(s3):
 def _paths(s3, uri: str, ttl: str, target: str, model_type: str, config: dict, fit_sample_rows):
     from types import SimpleNamespace
 
-    from trainer.ontology import choose_target, parse_columns
+    from trainer.ontology import parse_columns
 
     columns = parse_columns(ttl)
     frame = load_training_data(s3, [SimpleNamespace(uri=uri, format="parquet")], columns, target).frame
     memory = train_and_evaluate(frame, ttl, model_type, config, fit_sample_rows=fit_sample_rows)
-    stream = PartStream(list_data_objects(s3, uri, "parquet"), [c.name for c in columns],
-                        choose_target(columns, target).name, s3_fetch(s3), batch_rows=128)
-    streamed = train_streamed(stream, ttl, model_type, config, fit_sample_rows=fit_sample_rows)
+    streamed = train_streamed(_stream(s3, uri, columns, target, cache_bytes=0), ttl, model_type, config,
+                              fit_sample_rows=fit_sample_rows)
+    kept = _stream(s3, uri, columns, target, cache_bytes=1 << 30)  # every part read once, then from memory
+    from_memory = train_streamed(kept, ttl, model_type, config, fit_sample_rows=fit_sample_rows)
+    assert len(kept._cache) == len(kept.objects)
+    assert _comparable(from_memory) == _comparable(streamed)
     return memory, streamed
+
+
+def _stream(s3, uri: str, columns, target: str, cache_bytes: int) -> PartStream:
+    from trainer.ontology import choose_target
+
+    return PartStream(list_data_objects(s3, uri, "parquet"), [c.name for c in columns],
+                      choose_target(columns, target).name, s3_fetch(s3), batch_rows=128, cache_bytes=cache_bytes)
+
+
+def _comparable(result) -> tuple:
+    return (result.performance_metrics, result.split, result.input_schema, result.reference)
 
 
 @pytest.mark.parametrize("model_type", TYPES)
