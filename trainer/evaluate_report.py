@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import drift
-from trainer.metrics import finite_only, label_metrics, log_loss, regression_metrics
+from trainer.metrics import finite_only, label_metrics, log_loss_sum, regression_metrics
 
 FORMAT_VERSION = 1
 # The API reads at most this much of report.json (chalicelib/services/model_jobs.py MAX_DONE_BYTES); larger
@@ -99,7 +99,7 @@ class Evaluation:
             return
         true = known.dropna().to_numpy(dtype="int64")
         proba = np.asarray(proba, dtype="float64")[rows]
-        self.loss_sum += log_loss(true, proba) * len(rows)
+        self.loss_sum += log_loss_sum(true, proba)
         self._true.append(true)
         self._predicted.append(predicted[rows].astype("int64"))
         if len(self.model.classes) == 2:

@@ -47,7 +47,6 @@ class LoadedModel:
             raise TypeError("predict_proba is only available for classification models")
         return np.asarray(self.model.predict_proba(as_frame(rows)), dtype="float64").tolist()
 
-
     def predict_with_proba(self, rows) -> tuple[list, np.ndarray]:
         """(`predict`, `predict_proba` as float64 rows) of the same rows from one prediction."""
         if self.task != "classification":

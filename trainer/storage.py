@@ -124,11 +124,24 @@ def _format_of(name: str, declared: str) -> str:
 
 def ranged_get(client, obj: DataObject, start: int, end: int) -> bytes:
     """Bytes `start`..`end` (inclusive) of `obj`, with If-Match on its listed ETag."""
+    body = ranged_body(client, obj, start, end)
+    try:
+        return body.read()
+    except Exception as exc:
+        raise unreadable_range(obj, start, end, _describe(exc)) from None
+
+
+def ranged_body(client, obj: DataObject, start: int, end: int):
+    """The streaming body of bytes `start`..`end` (inclusive) of `obj`, with If-Match on its listed ETag."""
     try:
         return client.get_object(Bucket=obj.bucket, Key=obj.key, Range=f"bytes={start}-{end}",
-                                 IfMatch=f'"{obj.etag}"')["Body"].read()
+                                 IfMatch=f'"{obj.etag}"')["Body"]
     except Exception as exc:
-        raise TrainingFailed(f"cannot read {obj.uri} (bytes {start}-{end}): {_describe(exc)}") from None
+        raise unreadable_range(obj, start, end, _describe(exc)) from None
+
+
+def unreadable_range(obj: DataObject, start: int, end: int, reason: str) -> TrainingFailed:
+    return TrainingFailed(f"cannot read {obj.uri} (bytes {start}-{end}): {reason}")
 
 
 class _OpenRange:
@@ -198,16 +211,18 @@ class RangedObject(io.RawIOBase):
         """Bytes at `position` into `view` from one GET (fewer when that GET ends first); at least one."""
         current = self._open.pop(self.position, None) or self._start(self.position)
         want = min(len(view), current.end - current.position)
-        try:
-            data = current.body.read(want)
-        except Exception:
-            current.close()
-            current = self._start(self.position)  # the connection broke: once more from here
-            data = self._body_read(current, want)
+        for attempt in range(2):  # a GET whose connection breaks is started again from here, once
+            try:
+                data = current.body.read(want)
+                break
+            except Exception as exc:
+                current.close()
+                if attempt:
+                    raise unreadable_range(self.obj, current.position, current.end - 1, _describe(exc)) from None
+                current = self._start(self.position)
         if not data:
             current.close()
-            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {self.position}-{current.end - 1}): "
-                                 "the object ended early")
+            raise unreadable_range(self.obj, self.position, current.end - 1, "the object ended early")
         view[:len(data)] = data
         current.position += len(data)
         if current.position < current.end:
@@ -221,22 +236,10 @@ class RangedObject(io.RawIOBase):
             current.close()
         return len(data)
 
-    def _body_read(self, current: _OpenRange, amount: int) -> bytes:
-        try:
-            return current.body.read(amount)
-        except Exception as exc:
-            current.close()
-            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {current.position}-{current.end - 1}): "
-                                 f"{_describe(exc)}") from None
-
     def _start(self, start: int) -> _OpenRange:
         later = bisect.bisect_right(self._stops, start)
         end = self._stops[later] if later < len(self._stops) else self.obj.size
-        try:
-            body = self.client.get_object(Bucket=self.obj.bucket, Key=self.obj.key, Range=f"bytes={start}-{end - 1}",
-                                          IfMatch=f'"{self.obj.etag}"')["Body"]
-        except Exception as exc:
-            raise TrainingFailed(f"cannot read {self.obj.uri} (bytes {start}-{end - 1}): {_describe(exc)}") from None
+        body = ranged_body(self.client, self.obj, start, end - 1)
         self.requests += 1
         return _OpenRange(body, start, end)
 

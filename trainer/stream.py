@@ -128,6 +128,10 @@ class PartStream:
     cached_bytes: int = 0
     _over_budget: bool = False
 
+    def __post_init__(self) -> None:
+        # Data whose stored bytes alone pass the budget will not fit it decoded either: never kept.
+        self._over_budget = sum(o.size for o in self.objects) > self.cache_bytes
+
     def batches(self, parts: Iterable[int] | None = None) -> Iterator[Batch]:
         """Every row, in order (or the rows of `parts`, in that order); each batch at most `batch_rows` rows."""
         if parts is None:
@@ -192,8 +196,6 @@ class PartStream:
             for frame in kept:
                 yield frame.copy()
             return
-        if not self._over_budget and sum(o.size for o in self.objects) > self.cache_bytes:
-            self._over_budget = True  # its stored bytes alone pass the budget: decoded, it will not fit either
         keeping: list[pd.DataFrame] | None = None if self._over_budget else []
         size = 0
         for frame in self._frames(self.objects[part]):
