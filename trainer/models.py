@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from trainer.errors import TrainingFailed
-from trainer.features import build_preprocessor
 from trainer.fitted import SklearnModel, TorchModel
 from trainer.hyperparameters import RESERVED, hyperparameter_problem
 from trainer.metrics import log_loss, mean_squared_error
 from trainer.nn import fit_mlp, mlp_params
 from trainer.ontology import Column
 from trainer.spec import TrainingConfig
+from trainer.stream_preprocess import preprocessor_of_frame
 
 EpochHook = Callable[[int, float, float], None]
 FOREST_STAGES = 10
@@ -165,11 +165,10 @@ def _fit_sklearn(model_type, task, features, split, classes, config, on_epoch) -
 
     estimator = sklearn_estimator(model_type, task, config)
     (fit_frame, y_fit), (val_frame, y_val) = split["fit"], split["validation"]
-    preprocessor = build_preprocessor(features, scale=model_type == "regression")
     caught = []
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
-        x_fit = preprocessor.fit_transform(fit_frame)
+        preprocessor, x_fit = preprocessor_of_frame(features, fit_frame, scale=model_type == "regression")
         x_val = preprocessor.transform(val_frame)
         try:
             if model_type == "random_forest" and (config.diagnostics != "minimal" or config.early_stopping_rounds):

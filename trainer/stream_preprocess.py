@@ -1,5 +1,6 @@
 """The network's preprocessor fitted from streamed statistics (`trainer.stream_stats.FeatureStats`) instead of
-from a DataFrame in memory.
+from a DataFrame in memory; and the other types' (`preprocessor_of_frame`), fitted from a frame's exact
+statistics in vectorised passes instead of by scikit-learn's own, much slower, fit.
 
 The result is the very pipeline `trainer.features.build_preprocessor` makes (so it saves, loads and serves
 like any other), fitted so that it transforms rows as one fitted on all the rows would:
@@ -23,7 +24,7 @@ import pandas as pd
 
 from trainer.naming import MAX_ONE_HOT_CATEGORIES
 from trainer.ontology import Column
-from trainer.stream_stats import CategoricalStats, FeatureStats
+from trainer.stream_stats import CategoricalStats, FeatureStats, NumericStats
 
 MISSING_LEVEL = "__missing__"  # the string imputer's fill value (build_preprocessor)
 
@@ -34,17 +35,9 @@ def preprocessor_from_stats(features: list[Column], stats: FeatureStats, scale: 
 
     from trainer.features import build_preprocessor
 
-    preprocessor = build_preprocessor(features, scale=scale)
-    coercer = preprocessor.named_steps["coerce"]
-    numeric, categorical = coercer.output_columns()
-    preprocessor.fit(_prototype(features, categorical, stats))
-    encode = preprocessor.named_steps["encode"]
-    if not numeric:
-        return preprocessor
-    steps = encode.named_transformers_["num"].named_steps
-    medians = np.array([_median(stats, name) for name in numeric], dtype="float64")
-    steps["impute"].statistics_ = medians
-    if scale:
+    preprocessor, numeric, medians = _fitted_but_scaler(build_preprocessor(features, scale=scale), features, stats)
+    if numeric and scale:
+        steps = preprocessor.named_steps["encode"].named_transformers_["num"].named_steps
         moments = [stats.numeric[name].imputed_moments(median) for name, median in zip(numeric, medians,
                                                                                       strict=True)]
         scaler = steps["scale"]
@@ -54,6 +47,49 @@ def preprocessor_from_stats(features: list[Column], stats: FeatureStats, scale: 
         constant = _is_constant_feature(scaler.var_, scaler.mean_, scaler.n_samples_seen_)
         scaler.scale_ = _handle_zeros_in_scale(np.sqrt(scaler.var_), copy=False, constant_mask=constant)
     return preprocessor
+
+
+def preprocessor_of_frame(features: list[Column], frame: pd.DataFrame, scale: bool):
+    """`build_preprocessor(features, scale).fit(frame)`, fitted state and all, and the frame's transform.
+
+    The same state, found faster on a large frame: scikit-learn's imputer finds a median by sorting a masked
+    copy of every column, and the one-hot encoder (with `max_categories`) counts levels in a Python loop over
+    every value, which together take most of a 1,000,000-row linear fit. Here the frame is coerced once, each
+    median is `np.median` of the column's present values, the levels are counted by pandas, the encoder is
+    fitted on the prototype those counts make (as `preprocessor_from_stats` does) and the scaler on the imputed
+    values, as the pipeline's own fit would. Returns (preprocessor, design matrix of `frame`)."""
+    from trainer.features import build_preprocessor
+
+    preprocessor = build_preprocessor(features, scale=scale)
+    numeric, categorical = preprocessor.named_steps["coerce"].output_columns()
+    coerced = preprocessor.named_steps["coerce"].transform(frame)
+    stats = FeatureStats(numeric={}, categorical={}, rows=len(coerced))
+    for name in numeric:
+        values = coerced[name].to_numpy(dtype="float64", na_value=np.nan)
+        present = values[~np.isnan(values)]
+        stats.numeric[name] = NumericStats(count=len(present), missing=len(values) - len(present),
+                                           median=float(np.median(present)) if len(present) else 0.0,
+                                           median_exact=True)
+    for name in categorical:
+        stats.categorical[name] = CategoricalStats(max_levels=len(coerced) + 1)  # every level counted
+        stats.categorical[name].update(coerced[name])
+    preprocessor, numeric, _ = _fitted_but_scaler(preprocessor, features, stats)
+    encode = preprocessor.named_steps["encode"]
+    if numeric and scale:
+        steps = encode.named_transformers_["num"].named_steps
+        steps["scale"].fit(steps["impute"].transform(coerced[numeric]))
+    return preprocessor, encode.transform(coerced)
+
+
+def _fitted_but_scaler(preprocessor, features: list[Column], stats: FeatureStats):
+    """A `build_preprocessor` pipeline fitted on the prototype of `stats`, with the imputer's medians set from
+    them: (preprocessor, numeric output columns, medians). The scaler's state, if any, is the caller's."""
+    numeric, categorical = preprocessor.named_steps["coerce"].output_columns()
+    preprocessor.fit(_prototype(features, categorical, stats))
+    medians = np.array([_median(stats, name) for name in numeric], dtype="float64")
+    if numeric:
+        preprocessor.named_steps["encode"].named_transformers_["num"].named_steps["impute"].statistics_ = medians
+    return preprocessor, numeric, medians
 
 
 def _median(stats: FeatureStats, name: str) -> float:

@@ -12,7 +12,7 @@ from trainer.features import build_preprocessor, input_schema
 from trainer.naming import MAX_ONE_HOT_CATEGORIES
 from trainer.ontology import Column
 from trainer.stream import fixed_blocks, statistics_of
-from trainer.stream_preprocess import preprocessor_from_stats
+from trainer.stream_preprocess import preprocessor_from_stats, preprocessor_of_frame
 
 FEATURES = [
     Column("age", "integer"), Column("income", "number"), Column("flat", "number"), Column("empty", "number"),
@@ -86,3 +86,26 @@ def test_a_frame_with_only_numbers_or_only_strings():
         expected = build_preprocessor(features, scale=True).fit(frame)
         streamed = preprocessor_from_stats(features, statistics_of(features, lambda: [frame], seed=0))
         np.testing.assert_allclose(streamed.transform(frame), expected.transform(frame), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("city_levels, shop_levels", [(10, 5), (MAX_ONE_HOT_CATEGORIES + 1, 300)])
+def test_a_preprocessor_of_a_frame_is_the_one_its_own_fit_makes(scale, city_levels, shop_levels):
+    """`preprocessor_of_frame` (the tree types' and the linear model's) equals scikit-learn's fit to the bit:
+    the same medians, scaling, levels and frequent levels, so the same design rows, seen and unseen."""
+    frame = frame_of(2_501, seed=city_levels + scale, city_levels=city_levels, shop_levels=shop_levels)
+    expected = build_preprocessor(FEATURES, scale=scale).fit(frame)
+    ours, design = preprocessor_of_frame(FEATURES, frame, scale=scale)
+
+    np.testing.assert_array_equal(design, expected.transform(frame))
+    assert input_schema(ours, FEATURES) == input_schema(expected, FEATURES)
+    unseen = frame_of(400, seed=7, city_levels=city_levels + 5, shop_levels=shop_levels + 5)
+    np.testing.assert_array_equal(ours.transform(unseen), expected.transform(unseen))
+    steps = [p.named_steps["encode"].named_transformers_["num"].named_steps for p in (ours, expected)]
+    for name in ("impute", "scale") if scale else ("impute",):
+        for attribute in ("statistics_", "mean_", "var_", "scale_"):
+            if hasattr(steps[1][name], attribute):
+                np.testing.assert_array_equal(getattr(steps[0][name], attribute), getattr(steps[1][name], attribute))
+    for name in ("cat1", "cat2"):
+        encoders = [p.named_steps["encode"].named_transformers_[name].named_steps["onehot"] for p in (ours, expected)]
+        assert list(encoders[0].get_feature_names_out()) == list(encoders[1].get_feature_names_out())
