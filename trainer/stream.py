@@ -190,11 +190,13 @@ class PartStream:
 
     def _part_frames(self, part: int) -> Iterator[pd.DataFrame]:
         """The part's frames as read, from memory when kept (`cache_bytes`). What is kept is never handed out,
-        only copies: a consumer cannot change it."""
+        only shallow copies: under pandas' copy-on-write (pandas 3) a consumer that changes one, its values or
+        its index, changes its own copy, so it cannot change what is kept, and one that only reads or selects
+        rows (most passes) copies nothing."""
         kept = self._cache.get(part)
         if kept is not None:
             for frame in kept:
-                yield frame.copy()
+                yield frame.copy(deep=False)
             return
         keeping: list[pd.DataFrame] | None = None if self._over_budget else []
         size = 0
@@ -206,7 +208,7 @@ class PartStream:
                     self._let_go()
                 else:
                     keeping.append(frame)
-                    frame = frame.copy()
+                    frame = frame.copy(deep=False)
             yield frame
         if keeping is not None:
             self._cache[part] = keeping
@@ -277,6 +279,8 @@ class PartStream:
         if not pieces:
             return self._empty()
         frame = pd.concat(pieces) if len(pieces) > 1 else pieces[0]
+        if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
+            return frame  # increasing (the split's are): already in their order, each once
         return frame.loc[positions]
 
     def _empty(self) -> pd.DataFrame:
