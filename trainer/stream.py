@@ -380,6 +380,7 @@ class _ShuffleBuffer:
         frames, positions, ys = zip(*self.pieces, strict=True)
         self.pieces, self.rows = [], 0
         frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+        del frames  # the pieces: not held beside their concatenation while the batches are handed out
         positions = np.concatenate(positions)
         y = None if ys[0] is None else np.concatenate(ys)
         # In position order first: the buffer's permutation then does not depend on the order parts came in.
