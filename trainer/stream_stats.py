@@ -16,6 +16,8 @@ in-memory one on any data size. The search costs passes, not memory: a column wi
 `collect_limit` values needs one more pass; a larger one needs a histogram pass over bins cut at the
 reservoir's values (about count / reservoir_size values per bin) and then one collecting pass of the one bin
 holding the median rank (repeated, within that bin, in the rare case it is still over `collect_limit`).
+A column with no missing value imputes nothing in training, so the trainer searches only the columns that
+have one (`trainer.stream.statistics_of`, EXACT_WHERE_IMPUTED): data without missing values is read once.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from trainer.spec import TrainingConfig
 from trainer.splitting import METHOD as SPLIT_METHOD
 from trainer.storage import list_data_objects, load_training_data
 from trainer.stream import (
+    EXACT_ALL,
     PartStream,
     parts_holding,
     s3_fetch,
@@ -311,7 +312,8 @@ def test_statistics_equal_pandas_and_the_fitted_preprocessor(s3, dataset, reserv
 
     stream = open_stream(s3, dataset.uri, dataset.fmt)
     fit = _fit_rows(scan(stream, LABEL))
-    stats = statistics(stream, FEATURES, fit, reservoir_size=reservoir_size, collect_limit=collect_limit, seed=5)
+    stats = statistics(stream, FEATURES, fit, reservoir_size=reservoir_size, collect_limit=collect_limit, seed=5,
+                       exact_median=EXACT_ALL)
     coercer = FrameCoercer(names=[c.name for c in FEATURES], kinds=[c.kind for c in FEATURES])
     coerced = coercer.transform(dataset.frame.iloc[fit])
     numeric, categorical = coercer.output_columns()

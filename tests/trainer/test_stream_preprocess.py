@@ -11,7 +11,7 @@ import pytest
 from trainer.features import build_preprocessor, input_schema
 from trainer.naming import MAX_ONE_HOT_CATEGORIES
 from trainer.ontology import Column
-from trainer.stream import fixed_blocks, statistics_of
+from trainer.stream import EXACT_ALL, fixed_blocks, statistics_of
 from trainer.stream_preprocess import preprocessor_from_stats, preprocessor_of_frame
 
 FEATURES = [
@@ -60,7 +60,13 @@ def test_streamed_preprocessor_transforms_like_one_fitted_on_the_frame(city_leve
         np.testing.assert_allclose(streamed.transform(rows), expected.transform(rows), rtol=1e-9, atol=1e-9)
     num_expected = expected.named_steps["encode"].named_transformers_["num"].named_steps
     num_streamed = streamed.named_steps["encode"].named_transformers_["num"].named_steps
-    np.testing.assert_array_equal(num_streamed["impute"].statistics_, num_expected["impute"].statistics_)
+    # Exact where training imputes (a column with missing values); elsewhere the reservoir's estimate, which only
+    # fills later rows' missing values (the rows above transform the same either way).
+    imputed = [stats.numeric[name].missing > 0 for name in stats.numeric]
+    assert any(imputed) and not all(imputed)
+    np.testing.assert_array_equal(num_streamed["impute"].statistics_[imputed],
+                                  num_expected["impute"].statistics_[imputed])
+    assert all(stats.numeric[name].median_exact for name, yes in zip(stats.numeric, imputed, strict=True) if yes)
     np.testing.assert_allclose(num_streamed["scale"].var_, num_expected["scale"].var_, rtol=1e-12)
     np.testing.assert_array_equal(num_streamed["scale"].scale_ == 1.0, num_expected["scale"].scale_ == 1.0)
     assert num_streamed["scale"].n_samples_seen_ == num_expected["scale"].n_samples_seen_
@@ -109,3 +115,44 @@ def test_a_preprocessor_of_a_frame_is_the_one_its_own_fit_makes(scale, city_leve
     for name in ("cat1", "cat2"):
         encoders = [p.named_steps["encode"].named_transformers_[name].named_steps["onehot"] for p in (ours, expected)]
         assert list(encoders[0].get_feature_names_out()) == list(encoders[1].get_feature_names_out())
+
+
+def test_only_columns_with_missing_values_cost_a_median_search_pass():
+    """Data whose numeric columns are complete is read once; a column with a missing value gets its exact median
+    (its imputed values, and so the scaler, are what scikit-learn's fit gives); a complete one keeps the
+    reservoir's estimate, within its rank error, and says so."""
+    frame = frame_of(5_000, seed=11, city_levels=10, shop_levels=5)
+    passes = []
+
+    def blocks():
+        passes.append(1)
+        return [frame.iloc[:2500], frame.iloc[2500:]]
+
+    stats = statistics_of(FEATURES, blocks, seed=1, reservoir_size=256, collect_limit=500)
+    assert len(passes) > 1  # age and income have missing values: searched
+    for name in ("age", "income"):
+        expected = float(np.nanmedian(frame[name]))
+        assert stats.numeric[name].median_exact and stats.numeric[name].median == expected
+    complete = [n for n, s in stats.numeric.items() if s.missing == 0 and s.count > 256]
+    assert complete, "the frame has complete numeric columns with more values than the reservoir"
+    for name in complete:
+        column = stats.numeric[name]
+        assert not column.median_exact
+        values = np.sort(coerced_values(frame, name))
+        below, up_to = (np.searchsorted(values, column.median, side=side) / len(values) for side in ("left", "right"))
+        assert below < 0.6 and up_to > 0.4, (name, below, up_to)  # a median of the values, within 10% in rank
+
+    passes.clear()
+    complete_only = [c for c in FEATURES if c.name in ("flat", "signup", "plan")]
+    statistics_of(complete_only, blocks, seed=1, reservoir_size=256, collect_limit=500)
+    assert len(passes) == 1  # nothing to impute: one pass
+    passes.clear()
+    statistics_of(complete_only, blocks, seed=1, reservoir_size=256, collect_limit=500, exact_median=EXACT_ALL)
+    assert len(passes) > 1
+
+
+def coerced_values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    from trainer.features import FrameCoercer
+
+    coerced = FrameCoercer(names=[c.name for c in FEATURES], kinds=[c.kind for c in FEATURES]).transform(frame)
+    return coerced[name].to_numpy(dtype="float64")
