@@ -100,11 +100,12 @@ def run(settings: Settings, on_epoch, gate: PublishGate, on_trial=None) -> tuple
     columns = parse_columns(spec.ontology_ttl)
     target = choose_target(columns, spec.config.target_column)
     if spec.storage:
-        from trainer.pipeline import train_streamed as train  # scikit-learn loads only once there is data
+        objects = list_storage_objects(s3, spec.storage)  # no data fails here, before the imports below
+        from trainer.pipeline import train_streamed as train  # pandas and scikit-learn load once there is data
         from trainer.stream import PartStream, s3_fetch
 
-        source = PartStream(list_storage_objects(s3, spec.storage), wanted=[c.name for c in columns],
-                            target=target.name, fetch=s3_fetch(s3), cache_bytes=settings.cache_bytes)
+        source = PartStream(objects, wanted=[c.name for c in columns], target=target.name, fetch=s3_fetch(s3),
+                            cache_bytes=settings.cache_bytes)
         log.info("data listed", extra={"objects": len(source.objects), "model_type": spec.model_type})
     else:
         from trainer.pipeline import train_and_evaluate as train
