@@ -41,6 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.bench_trainer import free_port, make_frame
+from bench.child import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_TYPES = ("decision_tree", "random_forest", "regression", "neural_network")
@@ -54,41 +55,6 @@ ZIP_LIMIT_MB = 250  # Lambda: a zip package, unzipped, layers included
 # What a zip-packaged predictor would have to carry (trainer/requirements.txt's model libraries).
 PREDICTOR_ROOTS = ("torch", "scikit-learn", "numpy", "pandas", "skops")
 MEMORY_TARGET = 1.3
-
-
-# The child's max RSS must be its own. Linux carries a process's memory high-water mark across fork and exec
-# (ru_maxrss starts at the forking process's RSS), and this process holds moto's objects and the inputs, so
-# each measured child is started by this small launcher instead: its children's ru_maxrss start near zero.
-LAUNCHER = """
-import json, os, subprocess, sys, time
-started = time.perf_counter()
-child = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(child.pid, 0)
-wall = time.perf_counter() - started
-with open(sys.argv[1], "w") as out:
-    json.dump({"wall": wall, "maxrss_kib": usage.ru_maxrss, "returncode": os.waitstatus_to_exitcode(status)}, out)
-"""
-
-
-def measure(command: list[str], env: dict) -> dict:
-    """Wall seconds (spawn to exit) and peak RSS (MiB) of one child process started by LAUNCHER; its last
-    stdout line parsed as JSON if it is JSON, and the tail of its stderr if it failed."""
-    import subprocess
-
-    with tempfile.NamedTemporaryFile(suffix=".json") as report:
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, report.name, *command], env=env,
-                              cwd=str(ROOT), capture_output=True, text=True)
-        usage = json.loads(Path(report.name).read_text() or "{}")
-    if not usage:
-        raise RuntimeError(f"the launcher failed: {done.stderr[-1500:]}")
-    result = {"wall": usage["wall"], "peak_mib": usage["maxrss_kib"] / 1024, "returncode": usage["returncode"]}
-    if result["returncode"] != 0:
-        result["error"] = done.stderr[-1500:]
-    lines = done.stdout.strip().splitlines()
-    if lines:
-        with contextlib.suppress(ValueError):
-            result["output"] = json.loads(lines[-1])
-    return result
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -5,7 +5,8 @@
 The data (N rows x 20 features: 18 numeric, 2 categorical; a binary target with a
 learnable, partly non-linear relation) is written as one Parquet object to a moto
 server S3 in this process. Each measurement is one child process, timed from spawn
-to exit, with its peak RSS from os.wait4 (that child only):
+to exit, with its own peak RSS (os.wait4 in the small launcher of `bench.child`: a child forked from this
+process, which holds moto's objects, would report this process's high-water mark):
 
 - trainer: `python -m trainer` — reads the object from S3, builds features from the
   ontology, fits, evaluates, permutation importance, writes the artifact, reports to a
@@ -25,7 +26,6 @@ import io
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from bench.child import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-trainer"
@@ -92,36 +94,6 @@ class _Ok(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def measure(command: list[str], env: dict) -> dict:
-    """Wall seconds and peak RSS (MiB) of one child process; its last stdout line parsed as JSON if possible."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out_chunks: list[str] = []
-    err_chunks: list[str] = []
-    readers = [
-        threading.Thread(target=lambda: out_chunks.append(child.stdout.read())),
-        threading.Thread(target=lambda: err_chunks.append(child.stderr.read())),
-    ]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    for reader in readers:
-        reader.join()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    stdout = "".join(out_chunks)
-    result = {"wall": wall, "peak_mib": usage.ru_maxrss / 1024, "returncode": child.returncode}
-    if child.returncode != 0:
-        result["error"] = "".join(err_chunks)[-1500:]
-    lines = stdout.strip().splitlines()
-    if lines:
-        try:
-            result["output"] = json.loads(lines[-1])
-        except ValueError:
-            pass
-    return result
 
 
 def trainer_environment(env: dict, model_id: str, model_type: str, uri: str, fmt: str, ontology: str,
@@ -347,8 +319,10 @@ def report(rows: list[list[object]], reads: dict[int, dict] | None = None) -> st
         "fit, test metrics, permutation importance, monitoring reference, artifact upload, callbacks); *bare* is a "
         "hand-written scikit-learn / PyTorch script on the same object (S3 read, 80/20 split, fit, test "
         "accuracy). Both are child processes timed from spawn to exit, imports included; peak memory is the "
-        "child's max RSS (`os.wait4`). The trainer fits on 72% of the rows (10% of the train split is held out "
-        "for validation loss) where the bare script fits on 80%; what it does beyond the bare script is fixed "
+        "child's own max RSS (`os.wait4` in a small launcher, `bench.child`: a child forked from the "
+        "benchmark's process starts at that process's high-water mark). The trainer fits on 72% of the rows "
+        "(10% of the train split is held out for validation loss) where the bare script fits on 80%; what it "
+        "does beyond the bare script is fixed "
         "start (its imports: \"Trainer: fixed start per model type\"), the forest's 10 staged fits for its "
         "learning curve, the network's validation loss every epoch, permutation importance (2,000 rows), the "
         "monitoring reference (up to 200,000 rows predicted) and the artifact. *diagnostics minimal* is the same "

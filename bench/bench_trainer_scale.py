@@ -7,8 +7,9 @@ and 10 million rows, to show that the streamed trainer's memory does not grow wi
 The data is `bench.bench_trainer.make_frame`'s table (20 features: 18 numeric, 2 categorical; a binary
 target), written as 20 Parquet part files to a moto server S3 in this process, each part generated on its own
 with one relation between features and target (the benchmark never holds the whole table either). Each
-measurement is one `python -m trainer` child process, timed from spawn to exit, with its peak RSS from
-`os.wait4` (that child only):
+measurement is one `python -m trainer` child process, timed from spawn to exit, with its own peak RSS
+(`os.wait4` in the small launcher of `bench.child`; a child forked from this process would start at its
+high-water mark, moto's objects included):
 
 - neural_network: one epoch (`max_iterations` 1), batch 1024, trained from the stream (parts in a seeded
   order, rows shuffled in a 200,000-row buffer); the preprocessing statistics, the test metrics and the
@@ -26,7 +27,8 @@ import json
 import sys
 import time
 
-from bench.bench_trainer import SEED, measure, trainer_environment, trainer_world
+from bench.bench_trainer import SEED, trainer_environment, trainer_world
+from bench.child import measure
 
 BUCKET = "bench-trainer-scale"
 PARTS = 20
@@ -137,7 +139,8 @@ def _description() -> str:
     return (
         f"`bench.bench_trainer.make_frame`'s table (20 features) as {PARTS} Parquet part files in moto server S3; "
         "each run is `python -m trainer` end to end (streamed read, fit, test metrics over every test row, "
-        "permutation importance, monitoring reference, artifact upload), peak memory is the child's max RSS. "
+        "permutation importance, monitoring reference, artifact upload), peak memory is the child's own max RSS "
+        "(started by a small launcher, `bench.child`). "
         "The network trains from the stream; the forest fits on its capped sample "
         f"(`TRAINER_FIT_SAMPLE_ROWS` {FIT_SAMPLE_ROWS:,} here). Every run reads every part on every pass "
         "(`TRAINER_CACHE_BYTES` 0): this is the streamed path's memory. With the default 512 MiB budget, data that "
