@@ -24,7 +24,10 @@ from trainer.naming import (  # the thresholds the API's recommender applies too
 )
 from trainer.ontology import Column
 
+# A datetime column becomes these float columns, named `{column}__{part}` (names saved models depend on), each
+# read from the pandas `.dt` accessor named beside it (pandas 3 deprecates `dayofweek` for `day_of_week`).
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour")
+_DATETIME_ACCESSORS = {"year": "year", "month": "month", "day": "day", "dayofweek": "day_of_week", "hour": "hour"}
 
 
 class FrameCoercer(TransformerMixin, BaseEstimator):
@@ -49,7 +52,7 @@ class FrameCoercer(TransformerMixin, BaseEstimator):
             values = coerce_column(raw, kind)
             if kind == "datetime":
                 for part in DATETIME_PARTS:
-                    out[f"{name}__{part}"] = getattr(values.dt, part).astype("float64")
+                    out[f"{name}__{part}"] = getattr(values.dt, _DATETIME_ACCESSORS[part]).astype("float64")
             else:
                 out[name] = values
         return pd.DataFrame(out, index=frame.index)

@@ -156,3 +156,18 @@ def coerced_values(frame: pd.DataFrame, name: str) -> np.ndarray:
 
     coerced = FrameCoercer(names=[c.name for c in FEATURES], kinds=[c.kind for c in FEATURES]).transform(frame)
     return coerced[name].to_numpy(dtype="float64")
+
+
+def test_a_run_with_a_datetime_feature_reports_no_library_deprecation_warning():
+    """A run's warnings are the user's to read: a datetime feature once added pandas' own deprecation notice
+    (`Series.dt.dayofweek`) to every such run. The part keeps its name (`__dayofweek`, which saved models use)."""
+    from trainer.ontology import ontology_from_frame
+    from trainer.pipeline import train_and_evaluate
+
+    frame = frame_of(600, seed=4, city_levels=6, shop_levels=4)
+    frame["label"] = np.where(frame["income"].fillna(0) > 20_000, "high", "low")
+    result = train_and_evaluate(frame, ontology_from_frame(frame, "label", "Row"), "decision_tree", {"random_seed": 1})
+    assert not [w for w in result.warnings if "deprecat" in w.lower()], result.warnings
+    assert any(entry["name"] == "signup" for entry in result.input_schema)
+    names = result.model.pipeline[:-1].named_steps["encode"].get_feature_names_out()
+    assert "num__signup__dayofweek" in names
