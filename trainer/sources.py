@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.ontology import Column
-from trainer.stream import BLOCK_ROWS, DEFAULT_BUFFER_ROWS, PartStream, fixed_blocks
+from trainer.stream import BLOCK_ROWS, DEFAULT_BUFFER_ROWS, PartStream, fixed_blocks, is_increasing
 
 
 class Rows(Protocol):
@@ -88,7 +88,7 @@ class StreamRows:
     def blocks(self, positions: np.ndarray) -> Iterator[pd.DataFrame]:
         """In position order: `positions` must be increasing (the split's are)."""
         positions = np.asarray(positions, dtype="int64")
-        if len(positions) > 1 and not np.all(positions[1:] > positions[:-1]):
+        if not is_increasing(positions):
             raise ValueError("blocks() needs increasing positions")
         yield from fixed_blocks(self.stream.selected(self._global(positions)), BLOCK_ROWS)
 

@@ -281,7 +281,7 @@ class PartStream:
         if not pieces:
             return self._empty()
         frame = pd.concat(pieces) if len(pieces) > 1 else pieces[0]
-        if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
+        if is_increasing(positions):
             return frame  # increasing (the split's are): already in their order, each once
         return frame.loc[positions]
 
@@ -300,7 +300,7 @@ class PartStream:
         `sorted(positions)[epoch_permutation(len(positions), seed, epoch)]`, whatever the parts: the order the
         in-memory network trains in (`trainer.nn.ArrayBatches`)."""
         positions = np.asarray(positions, dtype="int64")
-        if len(positions) > 1 and np.all(positions[1:] > positions[:-1]):
+        if is_increasing(positions):
             wanted, wanted_y = positions, (None if y is None else np.asarray(y))  # sorted already: no copies
         else:
             if len(np.unique(positions)) != len(positions):
@@ -326,13 +326,16 @@ def parts_holding(offsets: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.diff(np.searchsorted(wanted, offsets)) > 0)
 
 
+def is_increasing(positions: np.ndarray) -> bool:
+    """Whether `positions` is strictly increasing (so distinct and in order; an empty or one-row array is)."""
+    return len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1]))
+
+
 def increasing_positions(positions) -> np.ndarray:
     """`positions` as increasing distinct int64 positions: itself when it is already (the split's are), else
     sorted and deduplicated (a copy)."""
     positions = np.asarray(positions, dtype="int64")
-    if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
-        return positions
-    return np.unique(positions)
+    return positions if is_increasing(positions) else np.unique(positions)
 
 
 def order_generators(seed: int, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:

@@ -73,7 +73,7 @@ def preprocessor_of_frame(features: list[Column], frame: pd.DataFrame, scale: bo
     for name in categorical:
         stats.categorical[name] = CategoricalStats(max_levels=len(coerced) + 1)  # every level counted
         stats.categorical[name].update(coerced[name])
-    preprocessor, numeric, _ = _fitted_but_scaler(preprocessor, features, stats)
+    _fitted_but_scaler(preprocessor, features, stats)  # fits `preprocessor` in place
     encode = preprocessor.named_steps["encode"]
     if numeric and scale:
         steps = encode.named_transformers_["num"].named_steps
